@@ -1,0 +1,510 @@
+//! `vault-csi-provider mount`: answers "what would my pod get?". Reads a
+//! SecretProviderClass YAML file and a service-account token, builds the MountRequest the
+//! driver would send, and runs it in-process or against a running provider (`-socket`).
+//! Writes the files into a directory, or lists them (values hidden unless asked).
+
+use crate::flags::{self, Flag, Kind};
+use crate::plan::TOKENS_KEY;
+use crate::proto::{MountRequest, MountResponse};
+use crate::settings::{self, SERVER_FLAGS, Settings};
+use base64::Engine;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const OWN_FLAGS: &[Flag] = &[
+    mf(
+        "class",
+        Kind::Value,
+        "",
+        "SecretProviderClass YAML file (required; - for stdin)",
+    ),
+    mf(
+        "token-file",
+        Kind::Value,
+        "",
+        "file holding the pod's service-account token, e.g. from kubectl create token (required)",
+    ),
+    mf(
+        "socket",
+        Kind::Value,
+        "",
+        "call the provider serving this socket instead of running the mount in-process",
+    ),
+    mf(
+        "out",
+        Kind::Value,
+        "",
+        "write the files into this directory instead of listing them",
+    ),
+    mf(
+        "show-values",
+        Kind::Bool,
+        "false",
+        "print file contents when listing",
+    ),
+    mf(
+        "pod-name",
+        Kind::Value,
+        "",
+        "pod name to send (default: from the token, else vault-csi-provider-mount)",
+    ),
+    mf(
+        "pod-uid",
+        Kind::Value,
+        "",
+        "pod uid to send (default: from the token)",
+    ),
+    mf(
+        "namespace",
+        Kind::Value,
+        "",
+        "pod namespace (default: from the token, else the class's namespace, else default)",
+    ),
+    mf(
+        "service-account",
+        Kind::Value,
+        "",
+        "service account name (default: from the token)",
+    ),
+    mf("timeout", Kind::Value, "2m", "deadline of the mount"),
+];
+
+const fn mf(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// Server flags that also shape an in-process mount.
+const SHARED: &[&str] = &[
+    "vault-addr",
+    "vault-mount",
+    "vault-namespace",
+    "vault-tls-ca-cert",
+    "vault-tls-ca-directory",
+    "vault-tls-server-name",
+    "vault-tls-client-cert",
+    "vault-tls-client-key",
+    "vault-tls-skip-verify",
+    "log-level",
+    "log-format",
+    "hmac-key-file",
+];
+
+fn all_flags() -> Vec<Flag> {
+    let mut v = OWN_FLAGS.to_vec();
+    v.extend(
+        SERVER_FLAGS
+            .iter()
+            .filter(|f| SHARED.contains(&f.name))
+            .copied(),
+    );
+    v
+}
+
+#[derive(Deserialize)]
+struct ClassFile {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: ClassMeta,
+    spec: ClassSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct ClassMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ClassSpec {
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    parameters: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+/// Pod identity claims of a Kubernetes service-account token (read, not verified).
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_uid: Option<String>,
+    pub expiration: Option<i64>,
+}
+
+/// Reads the claims of a JWT without verifying it (Vault verifies it).
+pub fn token_claims(jwt: &str) -> TokenClaims {
+    let Some(payload) = jwt.split('.').nth(1) else {
+        return TokenClaims::default();
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return TokenClaims::default();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return TokenClaims::default();
+    };
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
+    TokenClaims {
+        namespace: s("/kubernetes.io/namespace"),
+        service_account: s("/kubernetes.io/serviceaccount/name"),
+        pod_name: s("/kubernetes.io/pod/name"),
+        pod_uid: s("/kubernetes.io/pod/uid"),
+        expiration: v.get("exp").and_then(|e| e.as_i64()),
+    }
+}
+
+/// The MountRequest the driver would send for this class, pod and token.
+pub fn driver_request(
+    class_yaml: &str,
+    token: &str,
+    overrides: &BTreeMap<&str, String>,
+) -> Result<MountRequest, String> {
+    let class: ClassFile = serde_yaml_ng::from_str(class_yaml)
+        .map_err(|e| format!("the class file is not a SecretProviderClass: {e}"))?;
+    if !class.kind.is_empty() && class.kind != "SecretProviderClass" {
+        return Err(format!(
+            "the class file holds a {}, not a SecretProviderClass",
+            class.kind
+        ));
+    }
+    if !class.spec.provider.is_empty()
+        && !["vault", "openbao"].contains(&class.spec.provider.as_str())
+    {
+        return Err(format!(
+            "spec.provider is {:?}: the driver would send this class to that provider, not to vault or openbao",
+            class.spec.provider
+        ));
+    }
+    let mut attributes = serde_json::Map::new();
+    for (key, value) in class.spec.parameters {
+        match value {
+            serde_yaml_ng::Value::String(s) => {
+                attributes.insert(key, serde_json::Value::String(s));
+            }
+            _ => {
+                return Err(format!(
+                    "spec.parameters.{key} is not a string: Kubernetes only accepts strings there, quote it"
+                ));
+            }
+        }
+    }
+    let claims = token_claims(token);
+    let pick = |flag: &str, claim: Option<String>, fallback: &str| {
+        overrides
+            .get(flag)
+            .cloned()
+            .or(claim)
+            .unwrap_or_else(|| fallback.to_string())
+    };
+    let namespace = overrides
+        .get("namespace")
+        .cloned()
+        .or(claims.namespace.clone())
+        .or(class.metadata.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let pod_name = pick(
+        "pod-name",
+        claims.pod_name.clone(),
+        "vault-csi-provider-mount",
+    );
+    let pod_uid = pick(
+        "pod-uid",
+        claims.pod_uid.clone(),
+        "00000000-0000-0000-0000-000000000000",
+    );
+    let service_account = pick("service-account", claims.service_account.clone(), "default");
+    let audience = attributes
+        .get("audience")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+        .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
+        .to_string();
+    let expiration = claims
+        .expiration
+        .map(humantime_rfc3339)
+        .unwrap_or_default();
+    let tokens =
+        serde_json::json!({ audience: { "token": token, "expirationTimestamp": expiration } });
+    let mut put = |k: &str, v: String| {
+        attributes.insert(k.to_string(), serde_json::Value::String(v));
+    };
+    put("secretProviderClass", class.metadata.name);
+    put("csi.storage.k8s.io/pod.name", pod_name);
+    put("csi.storage.k8s.io/pod.namespace", namespace);
+    put("csi.storage.k8s.io/pod.uid", pod_uid.clone());
+    put("csi.storage.k8s.io/serviceAccount.name", service_account);
+    put("csi.storage.k8s.io/ephemeral", "false".into());
+    put(TOKENS_KEY, tokens.to_string());
+    Ok(MountRequest {
+        attributes: serde_json::Value::Object(attributes).to_string(),
+        secrets: "{}".into(),
+        target_path: format!(
+            "/var/lib/kubelet/pods/{pod_uid}/volumes/kubernetes.io~csi/secrets-store/mount"
+        ),
+        permission: "420".into(),
+        current_object_version: vec![],
+    })
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+fn humantime_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn read_input(path: &str, what: &str) -> Result<String, String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("reading {what} from stdin: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("reading {what} {path}: {e}"))
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let flags_list = all_flags();
+    let parsed = match flags::parse(&flags_list, args) {
+        Ok(p) => p,
+        Err(e) => return super::usage_error(&e, &flags_list, "mount"),
+    };
+    let (Some(class_path), Some(token_path)) = (parsed.get("class"), parsed.get("token-file"))
+    else {
+        eprintln!("-class and -token-file are required\n");
+        eprint!("{}", flags::usage("vault-csi-provider mount", &flags_list));
+        return 2;
+    };
+    let settings = match Settings::from_flags(&parsed, &settings::process_env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let timeout_text = parsed.get("timeout").unwrap_or("2m");
+    let Some(timeout) = settings::parse_duration(timeout_text) else {
+        eprintln!("invalid value {timeout_text:?} for -timeout: use a duration like 2m");
+        return 2;
+    };
+    let quiet = if parsed.is_set("log-level") {
+        settings.log_level
+    } else {
+        tracing::level_filters::LevelFilter::WARN
+    };
+    super::init_logging(quiet, settings.log_format);
+
+    let request = match (|| {
+        let class = read_input(class_path, "class file")?;
+        let token = read_input(token_path, "token file")?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(format!("token file {token_path} is empty"));
+        }
+        let overrides: BTreeMap<&str, String> =
+            ["pod-name", "pod-uid", "namespace", "service-account"]
+                .into_iter()
+                .filter_map(|k| {
+                    parsed
+                        .get(k)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (k, v.to_string()))
+                })
+                .collect();
+        driver_request(&class, token, &overrides)
+    })() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match parsed.get("socket").filter(|s| !s.is_empty()) {
+            Some(socket) => call_socket(Path::new(socket), request, timeout).await,
+            None => {
+                let versions = crate::keys::load(&settings)
+                    .map_err(|e| tonic::Status::invalid_argument(format!("{e:#}")))?;
+                let provider = crate::provider::Provider::new(
+                    settings.vault.clone(),
+                    settings.parallel_reads,
+                    versions,
+                );
+                let deadline = tokio::time::Instant::now() + timeout;
+                match tokio::time::timeout_at(deadline, provider.mount(&request, deadline)).await {
+                    Ok(r) => r.map_err(|e| e.to_status()),
+                    Err(_) => Err(tonic::Status::deadline_exceeded(
+                        "the mount did not finish within -timeout",
+                    )),
+                }
+            }
+        }
+    });
+    match outcome {
+        Ok(response) => {
+            match write_or_list(&response, parsed.get("out"), parsed.bool("show-values")) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Err(status) => {
+            eprintln!(
+                "error: rpc error: code = {:?} desc = {}",
+                status.code(),
+                status.message()
+            );
+            1
+        }
+    }
+}
+
+/// Calls `Mount` over a Unix socket the way the driver does.
+pub async fn call_socket(
+    path: &Path,
+    request: MountRequest,
+    timeout: Duration,
+) -> Result<MountResponse, tonic::Status> {
+    let channel = crate::client::connect(path).await.map_err(|e| {
+        tonic::Status::unavailable(format!("cannot connect to {}: {e}", path.display()))
+    })?;
+    let mut client =
+        crate::proto::csi_driver_provider_client::CsiDriverProviderClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024);
+    let mut req = tonic::Request::new(request);
+    req.set_timeout(timeout);
+    client.mount(req).await.map(tonic::Response::into_inner)
+}
+
+fn write_or_list(response: &MountResponse, out: Option<&str>, show: bool) -> Result<(), String> {
+    let versions: BTreeMap<&str, &str> = response
+        .object_version
+        .iter()
+        .map(|v| (v.id.as_str(), v.version.as_str()))
+        .collect();
+    if let Some(dir) = out.filter(|d| !d.is_empty()) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(dir);
+        for file in &response.files {
+            crate::plan::validate_file_name(&file.path)
+                .map_err(|e| format!("refusing file {:?}: {e}", file.path))?;
+            let target = dir.join(&file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&target, &file.contents)
+                .map_err(|e| format!("writing {}: {e}", target.display()))?;
+            std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(file.mode as u32 & 0o777),
+            )
+            .map_err(|e| format!("chmod {}: {e}", target.display()))?;
+        }
+        println!("wrote {} files to {}", response.files.len(), dir.display());
+        return Ok(());
+    }
+    println!("{:<6} {:>8}  {:<44}  PATH", "MODE", "BYTES", "VERSION");
+    for file in &response.files {
+        println!(
+            "{:<6} {:>8}  {:<44}  {}",
+            format!("{:04o}", file.mode),
+            file.contents.len(),
+            versions.get(file.path.as_str()).copied().unwrap_or(""),
+            file.path
+        );
+    }
+    if show {
+        for file in &response.files {
+            println!("\n==> {} <==", file.path);
+            println!("{}", String::from_utf8_lossy(&file.contents));
+        }
+    } else {
+        println!("(values hidden; add -show-values to print them)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(humantime_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(humantime_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn builds_the_driver_request() {
+        let class = r#"
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: app, namespace: team}
+spec:
+  provider: vault
+  parameters:
+    roleName: app
+    objects: |
+      - objectName: a
+        secretPath: secret/data/a
+"#;
+        let req = driver_request(class, "a.b.c", &BTreeMap::new()).unwrap();
+        let attrs: serde_json::Value = serde_json::from_str(&req.attributes).unwrap();
+        assert_eq!(attrs["roleName"], "app");
+        assert_eq!(attrs["secretProviderClass"], "app");
+        assert_eq!(attrs["csi.storage.k8s.io/pod.namespace"], "team");
+        let tokens: serde_json::Value =
+            serde_json::from_str(attrs[TOKENS_KEY].as_str().unwrap()).unwrap();
+        assert_eq!(tokens["vault"]["token"], "a.b.c");
+        let bad = class.replace("roleName: app", "roleName: 5");
+        assert!(
+            driver_request(&bad, "t", &BTreeMap::new())
+                .unwrap_err()
+                .contains("roleName")
+        );
+        let other = class.replace("provider: vault", "provider: azure");
+        assert!(driver_request(&other, "t", &BTreeMap::new()).is_err());
+    }
+}

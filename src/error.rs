@@ -1,0 +1,174 @@
+//! Why a Mount failed, and the one place where that becomes a gRPC status.
+//!
+//! The driver shows the status message verbatim in the pod's events, and retries only
+//! `UNAVAILABLE`; so messages say what is wrong and what to change, never carry a token or a
+//! secret value, and `UNAVAILABLE` is used exactly for a Vault that is unreachable, sealed or
+//! failing with 5xx after our own retries.
+
+use crate::plan::PlanError;
+use crate::render::RenderError;
+use crate::vault::VaultError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error(
+        "no service-account token for audience {audience:?} was passed by the driver: list it under tokenRequests in the CSIDriver object, or set audience in the SecretProviderClass to one that is listed"
+    )]
+    NoToken { audience: String },
+    #[error("{0}")]
+    Connection(VaultError),
+    #[error("{source}{}", login_hint(.source, .role, .mount))]
+    Login {
+        role: String,
+        mount: String,
+        #[source]
+        source: VaultError,
+    },
+    #[error("object {}: {source}{}", names(.objects), read_hint(.source))]
+    Read {
+        objects: Vec<String>,
+        #[source]
+        source: VaultError,
+    },
+    #[error("object {object:?}: {source}")]
+    Render {
+        object: String,
+        #[source]
+        source: RenderError,
+    },
+    #[error(
+        "the mount did not finish before the caller's deadline ({0}); Vault may be slow or overloaded"
+    )]
+    Deadline(String),
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
+}
+
+fn names(objects: &[String]) -> String {
+    let quoted: Vec<String> = objects.iter().map(|o| format!("{o:?}")).collect();
+    quoted.join(", ")
+}
+
+fn login_hint(e: &VaultError, role: &str, mount: &str) -> String {
+    match e {
+        VaultError::Status {
+            status: 400 | 403, ..
+        } => format!(
+            " (check that role {role:?} exists on auth mount {mount:?} and binds this pod's service account, namespace and token audience)"
+        ),
+        VaultError::Status { status: 404, .. } => format!(
+            " (is an auth method enabled at {mount:?}? set vaultAuthMountPath or -vault-mount)"
+        ),
+        _ => String::new(),
+    }
+}
+
+fn read_hint(e: &VaultError) -> &'static str {
+    match e {
+        VaultError::Status { status: 403, .. } => {
+            " (the role's Vault policies must allow this path and method)"
+        }
+        VaultError::Status { status: 404, .. } => {
+            " (check secretPath: KV v2 paths need data/ after the mount, e.g. secret/data/app)"
+        }
+        _ => "",
+    }
+}
+
+fn vault_code(e: &VaultError) -> Code {
+    match e {
+        e if e.is_transient() => Code::Unavailable,
+        VaultError::Status {
+            status: 401 | 403, ..
+        } => Code::PermissionDenied,
+        VaultError::Status { status: 404, .. } => Code::NotFound,
+        VaultError::Status { status: 400, .. } => Code::InvalidArgument,
+        VaultError::Deadline { .. } => Code::DeadlineExceeded,
+        _ => Code::FailedPrecondition,
+    }
+}
+
+impl MountError {
+    pub fn code(&self) -> Code {
+        match self {
+            MountError::Plan(_) => Code::InvalidArgument,
+            MountError::NoToken { .. } => Code::FailedPrecondition,
+            MountError::Connection(e) => vault_code(e),
+            MountError::Login { source, .. } => match vault_code(source) {
+                Code::InvalidArgument => Code::PermissionDenied,
+                c => c,
+            },
+            MountError::Read { source, .. } => vault_code(source),
+            MountError::Render { source, .. } => match source {
+                RenderError::KeyMissing { .. } | RenderError::NoData { .. } => Code::NotFound,
+                RenderError::Decode { .. } => Code::FailedPrecondition,
+            },
+            MountError::Deadline(_) => Code::DeadlineExceeded,
+            MountError::Internal(_) => Code::Internal,
+        }
+    }
+
+    pub fn to_status(&self) -> Status {
+        Status::new(self.code(), format!("vault-csi-provider: {self}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_retry_only_what_can_recover() {
+        let unreachable = VaultError::Unreachable {
+            address: "http://v".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(
+            MountError::Connection(unreachable).code(),
+            Code::Unavailable
+        );
+        let denied = VaultError::Status {
+            what: "x".into(),
+            status: 403,
+            message: "permission denied".into(),
+        };
+        let e = MountError::Read {
+            objects: vec!["a".into()],
+            source: denied,
+        };
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.to_status().message().contains("permission denied"));
+        let bad_role = VaultError::Status {
+            what: "login".into(),
+            status: 400,
+            message: "invalid role name".into(),
+        };
+        let e = MountError::Login {
+            role: "r".into(),
+            mount: "kubernetes".into(),
+            source: bad_role,
+        };
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.to_string().contains("invalid role name"));
+        let five = VaultError::Status {
+            what: "x".into(),
+            status: 502,
+            message: "bad gateway".into(),
+        };
+        assert_eq!(
+            MountError::Read {
+                objects: vec![],
+                source: five
+            }
+            .code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            MountError::Plan(PlanError::MissingRole).code(),
+            Code::InvalidArgument
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Go's `flag` package syntax, so DaemonSet arguments written for the Go provider work
+//! unchanged: `-name=value`, `--name=value`, `-name value`, bare `-name` for booleans,
+//! `--` ends the flags, and parsing stops at the first argument that is not a flag.
+
+use std::collections::BTreeMap;
+
+/// Whether a flag takes a value or is a boolean switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Value,
+}
+
+/// One accepted flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Default shown in the usage text.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Why the arguments could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error("help requested")]
+    Help,
+    #[error("flag provided but not defined: -{0}")]
+    Unknown(String),
+    #[error("flag needs an argument: -{0}")]
+    MissingValue(String),
+    #[error("invalid boolean value {value:?} for -{name}: use true or false")]
+    BadBool { name: String, value: String },
+    #[error("bad flag syntax: {0}")]
+    Syntax(String),
+}
+
+/// Flags as given: the last occurrence of each wins; booleans are stored as "true"/"false".
+#[derive(Debug, Default, Clone)]
+pub struct Parsed {
+    pub values: BTreeMap<&'static str, String>,
+    pub rest: Vec<String>,
+}
+
+impl Parsed {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        self.get(name) == Some("true")
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses `args` (without the program name) against `flags`.
+pub fn parse(flags: &[Flag], args: &[String]) -> Result<Parsed, FlagError> {
+    let mut parsed = Parsed::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg == "--" {
+            parsed.rest.extend(args[i + 1..].iter().cloned());
+            return Ok(parsed);
+        }
+        if arg.len() < 2 || !arg.starts_with('-') {
+            parsed.rest.extend(args[i..].iter().cloned());
+            return Ok(parsed);
+        }
+        let body = arg.strip_prefix("--").unwrap_or(&arg[1..]);
+        if body.is_empty() || body.starts_with('-') || body.starts_with('=') {
+            return Err(FlagError::Syntax(arg.clone()));
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let Some(flag) = flags.iter().find(|f| f.name == name) else {
+            if name == "h" || name == "help" {
+                return Err(FlagError::Help);
+            }
+            return Err(FlagError::Unknown(name.to_string()));
+        };
+        let value = match (flag.kind, inline) {
+            (Kind::Bool, None) => "true".to_string(),
+            (Kind::Bool, Some(v)) => match parse_go_bool(&v) {
+                Some(b) => b.to_string(),
+                None => {
+                    return Err(FlagError::BadBool {
+                        name: name.into(),
+                        value: v,
+                    });
+                }
+            },
+            (Kind::Value, Some(v)) => v,
+            (Kind::Value, None) => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) => v.clone(),
+                    None => return Err(FlagError::MissingValue(name.into())),
+                }
+            }
+        };
+        parsed.values.insert(flag.name, value);
+        i += 1;
+    }
+    Ok(parsed)
+}
+
+/// Usage text in the layout of Go's `flag.PrintDefaults`.
+pub fn usage(program: &str, flags: &[Flag]) -> String {
+    let mut out = format!("Usage of {program}:\n");
+    for f in flags {
+        let arg = if f.kind == Kind::Value { " string" } else { "" };
+        out.push_str(&format!("  -{}{}\n    \t{}", f.name, arg, f.help));
+        if !f.default.is_empty() && f.default != "false" {
+            out.push_str(&format!(" (default {:?})", f.default));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLAGS: &[Flag] = &[
+        Flag {
+            name: "endpoint",
+            kind: Kind::Value,
+            default: "/tmp/vault.sock",
+            help: "socket",
+        },
+        Flag {
+            name: "debug",
+            kind: Kind::Bool,
+            default: "false",
+            help: "debug",
+        },
+    ];
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn go_syntax_forms() {
+        for form in [
+            &["-endpoint=/a"][..],
+            &["--endpoint=/a"],
+            &["-endpoint", "/a"],
+            &["--endpoint", "/a"],
+        ] {
+            let p = parse(FLAGS, &args(form)).unwrap();
+            assert_eq!(p.get("endpoint"), Some("/a"), "{form:?}");
+        }
+        let p = parse(FLAGS, &args(&["-debug", "-endpoint=/b"])).unwrap();
+        assert!(p.bool("debug"));
+        let p = parse(FLAGS, &args(&["--debug=false"])).unwrap();
+        assert!(!p.bool("debug"));
+        assert!(p.is_set("debug"));
+    }
+
+    #[test]
+    fn stops_at_first_positional_and_double_dash() {
+        let p = parse(FLAGS, &args(&["-debug", "mount", "-x"])).unwrap();
+        assert_eq!(p.rest, args(&["mount", "-x"]));
+        let p = parse(FLAGS, &args(&["--", "-debug"])).unwrap();
+        assert_eq!(p.rest, args(&["-debug"]));
+        assert!(!p.is_set("debug"));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            parse(FLAGS, &args(&["-nope"])).unwrap_err(),
+            FlagError::Unknown("nope".into())
+        );
+        assert_eq!(
+            parse(FLAGS, &args(&["-endpoint"])).unwrap_err(),
+            FlagError::MissingValue("endpoint".into())
+        );
+        assert!(matches!(
+            parse(FLAGS, &args(&["-debug=maybe"])).unwrap_err(),
+            FlagError::BadBool { .. }
+        ));
+        assert_eq!(parse(FLAGS, &args(&["-h"])).unwrap_err(), FlagError::Help);
+        assert_eq!(
+            parse(FLAGS, &args(&["---x"])).unwrap_err(),
+            FlagError::Syntax("---x".into())
+        );
+    }
+
+    #[test]
+    fn last_occurrence_wins() {
+        let p = parse(FLAGS, &args(&["-endpoint=/a", "-endpoint=/b"])).unwrap();
+        assert_eq!(p.get("endpoint"), Some("/b"));
+    }
+}

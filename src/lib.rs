@@ -1,0 +1,41 @@
+//! Secrets Store CSI driver provider for HashiCorp Vault and OpenBao.
+//!
+//! Where a Mount goes, and which module owns each step:
+//!
+//! ```text
+//! server    Unix sockets, HTTP/2, shutdown            (server.rs, health.rs)
+//! service   gRPC Version/Mount, deadline, status      (service.rs, error.rs)
+//! provider  the pipeline below, in order              (provider.rs)
+//!   plan      request → typed, validated plan; pure   (plan.rs)
+//!   login     service-account token → Vault token     (provider.rs → vault/)
+//!   fetch     distinct reads, in parallel, once each  (provider.rs → vault/)
+//!   render    secretKey, encodings, whole JSON; pure  (render.rs, response.rs)
+//!   version   HMAC object versions; pure              (version.rs, keys.rs)
+//! ```
+//!
+//! Settings come from flags and environment once at start (`settings.rs`, `flags.rs`);
+//! the `mount` subcommand (`cli/mount.rs`) runs the same pipeline for one class.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod flags;
+pub mod health;
+pub mod keys;
+pub mod plan;
+pub mod provider;
+pub mod render;
+pub mod response;
+pub mod secret;
+pub mod server;
+pub mod service;
+pub mod settings;
+pub mod vault;
+pub mod version;
+
+/// Generated from `proto/service.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("v1alpha1");
+}

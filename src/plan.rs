@@ -1,0 +1,696 @@
+//! Parse stage: a `MountRequest` becomes a typed, validated [`MountPlan`], or a
+//! [`PlanError`] that says what to change. Pure: no clock, no network, no environment.
+//! Everything here is untrusted input (pod authors can override class parameters), and
+//! every check happens here, before Vault is called.
+
+use crate::secret::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+/// Attribute key under which kubelet passes service-account tokens.
+pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+/// Audience used when the class sets none.
+pub const DEFAULT_AUDIENCE: &str = "vault";
+/// Most objects one class may list.
+pub const MAX_OBJECTS: usize = 500;
+
+/// What kind of caller mounts, as kubelet describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+}
+
+/// A service-account token handed over by the driver.
+#[derive(Debug, Clone)]
+pub struct ServiceAccountToken {
+    pub token: SecretString,
+    pub expiration: Option<String>,
+}
+
+/// Connection settings a class may override; `None` keeps the process setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionOverrides {
+    pub address: Option<String>,
+    pub namespace: Option<String>,
+    pub skip_verify: Option<bool>,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_directory: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// HTTP methods an object may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Put,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One request to Vault. Objects with the same method, path, query and body share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadSpec {
+    pub method: Method,
+    /// Normalised API path, always starting with `/v1/`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// `secretArgs` as the JSON body, canonical (sorted keys).
+    pub body: Option<String>,
+}
+
+impl ReadSpec {
+    /// The path with its query string, for messages.
+    pub fn display(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            let q: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{}?{}", self.path, q.join("&"))
+        }
+    }
+}
+
+/// How the selected value is decoded before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Base64,
+    Hex,
+}
+
+/// One file of the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// File path in the volume and ObjectVersion id.
+    pub name: String,
+    /// Index into [`MountPlan::reads`].
+    pub read: usize,
+    /// `None` writes the whole response as JSON.
+    pub secret_key: Option<String>,
+    pub encoding: Encoding,
+    pub mode: u32,
+    /// Canonical JSON of the object's settings: the first input of its version.
+    pub config: String,
+}
+
+/// A validated Mount.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub pod: PodInfo,
+    pub class_name: String,
+    pub role: String,
+    /// `None`: the `-vault-mount` setting.
+    pub auth_mount: Option<String>,
+    pub connection: ConnectionOverrides,
+    /// The audience the class asked for, if any.
+    pub audience: Option<String>,
+    /// The driver's token for [`MountPlan::effective_audience`], if it sent one.
+    pub token: Option<ServiceAccountToken>,
+    pub reads: Vec<ReadSpec>,
+    pub objects: Vec<ObjectSpec>,
+}
+
+impl MountPlan {
+    pub fn effective_audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE)
+    }
+}
+
+/// A request that cannot be mounted, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the driver sent malformed {field}: {reason}")]
+    Malformed { field: &'static str, reason: String },
+    #[error(
+        "missing parameter roleName: set it in the SecretProviderClass to the Vault role to log in with"
+    )]
+    MissingRole,
+    #[error("both {first} and {second} are set: they name the same auth mount, keep only one")]
+    ConflictingMountPath { first: String, second: String },
+    #[error("invalid parameter {key}: {reason}")]
+    BadParameter { key: String, reason: String },
+    #[error(
+        "missing parameter objects: list at least one object (objectName, secretPath) in the SecretProviderClass"
+    )]
+    NoObjects,
+    #[error("parameter objects is not a valid YAML list of objects: {0}")]
+    ObjectsSyntax(String),
+    #[error("too many objects ({0}): a class may list at most {MAX_OBJECTS}")]
+    TooManyObjects(usize),
+    #[error("object {index}: {reason}")]
+    BadObject { index: usize, reason: String },
+    #[error("object {name:?}: {reason}")]
+    BadNamedObject { name: String, reason: String },
+    #[error(
+        "objectName {0:?} is used by more than one object: each object needs its own file name"
+    )]
+    DuplicateName(String),
+    #[error(
+        "objectName {file:?} is a file but {nested:?} needs it to be a directory: rename one of them"
+    )]
+    FileDirConflict { file: String, nested: String },
+}
+
+fn bad_param(key: &str, reason: impl Into<String>) -> PlanError {
+    PlanError::BadParameter {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The class parameters and volume attributes, with the OpenBao spellings resolved.
+struct Params {
+    map: HashMap<String, String>,
+}
+
+impl Params {
+    /// Looks up a `vault*` key, preferring `bao*`, then `openbao*`, then `vault*`.
+    /// Returns the key actually found, for messages.
+    fn vault_key(&self, suffix: &str) -> Option<(String, &str)> {
+        ["bao", "openbao", "vault"].iter().find_map(|prefix| {
+            let key = format!("{prefix}{suffix}");
+            self.map.get(&key).map(|v| (key, v.as_str()))
+        })
+    }
+
+    fn vault(&self, suffix: &str) -> Option<(String, &str)> {
+        self.vault_key(suffix).filter(|(_, v)| !v.is_empty())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.map
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, String>, PlanError> {
+    if text.trim().is_empty() {
+        return Ok(HashMap::new());
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| PlanError::Malformed {
+        field,
+        reason: format!("not JSON ({e})"),
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(PlanError::Malformed {
+            field,
+            reason: "not a JSON object".into(),
+        });
+    };
+    obj.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            _ => Err(PlanError::Malformed {
+                field,
+                reason: format!("value of key {k:?} is not a string"),
+            }),
+        })
+        .collect()
+}
+
+/// Inputs of the parse stage, as the driver sends them.
+pub struct RawMount<'a> {
+    pub attributes: &'a str,
+    pub secrets: &'a str,
+    pub permission: &'a str,
+}
+
+/// Parses and validates a Mount. Nothing outside the request is consulted.
+pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
+    let attributes = parse_string_map("attributes", raw.attributes)?;
+    let secrets = parse_string_map("secrets", raw.secrets)?;
+    let default_mode = parse_permission(raw.permission)?;
+    let params = Params { map: attributes };
+
+    let pod = PodInfo {
+        namespace: params
+            .get("csi.storage.k8s.io/pod.namespace")
+            .unwrap_or_default()
+            .to_string(),
+        name: params
+            .get("csi.storage.k8s.io/pod.name")
+            .unwrap_or_default()
+            .to_string(),
+        uid: params
+            .get("csi.storage.k8s.io/pod.uid")
+            .unwrap_or_default()
+            .to_string(),
+        service_account: params
+            .get("csi.storage.k8s.io/serviceAccount.name")
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let class_name = params
+        .get("secretProviderClass")
+        .unwrap_or_default()
+        .to_string();
+
+    let role = params
+        .get("roleName")
+        .ok_or(PlanError::MissingRole)?
+        .to_string();
+
+    let auth_mount = match (
+        params.vault_key("AuthMountPath"),
+        params.vault_key("KubernetesMountPath"),
+    ) {
+        (Some((a, _)), Some((b, _))) => {
+            return Err(PlanError::ConflictingMountPath {
+                first: a,
+                second: b,
+            });
+        }
+        (Some((key, v)), None) | (None, Some((key, v))) => {
+            let mount = v.trim_matches('/');
+            if mount.is_empty() {
+                None
+            } else {
+                validate_auth_mount(&key, mount)?;
+                Some(mount.to_string())
+            }
+        }
+        (None, None) => None,
+    };
+
+    let connection = parse_connection(&params)?;
+
+    let audience = params.get("audience").map(str::to_string);
+    let token_audience = audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+    let token = match secrets
+        .get(TOKENS_KEY)
+        .or_else(|| params.map.get(TOKENS_KEY))
+    {
+        Some(text) if !text.is_empty() => find_token(text, token_audience)?,
+        _ => None,
+    };
+
+    let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
+    let (reads, objects) = parse_objects(objects_text, default_mode)?;
+
+    Ok(MountPlan {
+        pod,
+        class_name,
+        role,
+        auth_mount,
+        connection,
+        audience,
+        token,
+        reads,
+        objects,
+    })
+}
+
+fn parse_permission(text: &str) -> Result<u32, PlanError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(0o644);
+    }
+    text.parse::<u32>()
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| PlanError::Malformed {
+            field: "permission",
+            reason: format!("{text:?} is not a file mode from 0 to 511"),
+        })
+}
+
+fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
+    for segment in mount.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(bad_param(
+                key,
+                format!("{mount:?} is not a mount path: use a name such as kubernetes or jwt"),
+            ));
+        }
+        if segment
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "?#%\\".contains(c))
+        {
+            return Err(bad_param(
+                key,
+                format!("{mount:?} contains characters a mount path cannot have"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_connection(params: &Params) -> Result<ConnectionOverrides, PlanError> {
+    let path = |suffix: &str| params.vault(suffix).map(|(_, v)| PathBuf::from(v));
+    let skip_verify = match params.vault("SkipTLSVerify") {
+        Some((key, v)) => Some(crate::flags::parse_go_bool(v).ok_or_else(|| {
+            bad_param(&key, format!("{v:?} is not a boolean: use true or false"))
+        })?),
+        None => None,
+    };
+    let client_cert = path("TLSClientCertPath");
+    let client_key = path("TLSClientKeyPath");
+    if client_cert.is_some() != client_key.is_some() {
+        let (have, missing) = if client_cert.is_some() {
+            ("vaultTLSClientCertPath", "vaultTLSClientKeyPath")
+        } else {
+            ("vaultTLSClientKeyPath", "vaultTLSClientCertPath")
+        };
+        return Err(bad_param(
+            have,
+            format!("a client certificate needs both: set {missing} too"),
+        ));
+    }
+    let address = match params.vault("Address") {
+        Some((key, v)) => {
+            validate_address(v).map_err(|reason| bad_param(&key, reason))?;
+            Some(v.to_string())
+        }
+        None => None,
+    };
+    Ok(ConnectionOverrides {
+        address,
+        namespace: params
+            .vault("Namespace")
+            .map(|(_, v)| v.trim_matches('/').to_string()),
+        skip_verify,
+        ca_cert: path("CACertPath"),
+        ca_directory: path("CADirectory"),
+        server_name: params.vault("TLSServerName").map(|(_, v)| v.to_string()),
+        client_cert,
+        client_key,
+    })
+}
+
+/// Checks that an address is `http://`, `https://` or `unix://` with something after it.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let ok = ["http://", "https://", "unix://"].iter().any(|scheme| {
+        address
+            .strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    });
+    if ok && url::Url::parse(address).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{address:?} is not a Vault address: use https://host:port, http://host:port or unix:///path/to/agent.sock"
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    #[serde(default)]
+    token: String,
+    #[serde(default, rename = "expirationTimestamp")]
+    expiration: Option<String>,
+}
+
+fn find_token(text: &str, audience: &str) -> Result<Option<ServiceAccountToken>, PlanError> {
+    let tokens: HashMap<String, RawToken> =
+        serde_json::from_str(text).map_err(|_| PlanError::Malformed {
+            field: "serviceAccount.tokens",
+            reason: "not a JSON object of {\"token\", \"expirationTimestamp\"} by audience".into(),
+        })?;
+    Ok(tokens.into_iter().find_map(|(aud, t)| {
+        (aud == audience && !t.token.is_empty()).then(|| ServiceAccountToken {
+            token: SecretString::new(t.token),
+            expiration: t.expiration,
+        })
+    }))
+}
+
+/// One entry of `objects` as written in the class.
+#[derive(Deserialize)]
+struct RawObject {
+    #[serde(default, rename = "objectName")]
+    object_name: String,
+    #[serde(default, rename = "secretPath")]
+    secret_path: String,
+    #[serde(default, rename = "secretKey")]
+    secret_key: String,
+    #[serde(default, rename = "secretArgs")]
+    secret_args: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    encoding: String,
+    #[serde(default, rename = "filePermission", deserialize_with = "de_file_mode")]
+    file_permission: Option<i64>,
+}
+
+/// `filePermission` as the Go provider reads it (YAML 1.1 integers): `0600` and `0o600`
+/// are octal, `420` is decimal, `0x1a4` is hexadecimal.
+fn de_file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Mode;
+    impl serde::de::Visitor<'_> for Mode {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a file mode such as 0644 or 420")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("file mode out of range"))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            parse_mode_text(v).map(Some).ok_or_else(|| {
+                E::custom(format!(
+                    "filePermission {v:?} is not a file mode such as 0644 or 420"
+                ))
+            })
+        }
+    }
+    d.deserialize_any(Mode)
+}
+
+fn parse_mode_text(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        return i64::from_str_radix(oct, 8).ok();
+    }
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    if t.len() > 1 && t.starts_with('0') {
+        return i64::from_str_radix(&t[1..], 8).ok();
+    }
+    t.parse().ok()
+}
+
+fn parse_objects(
+    text: &str,
+    default_mode: u32,
+) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
+    let raw: Option<Vec<RawObject>> =
+        serde_yaml_ng::from_str(text).map_err(|e| PlanError::ObjectsSyntax(e.to_string()))?;
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        return Err(PlanError::NoObjects);
+    }
+    if raw.len() > MAX_OBJECTS {
+        return Err(PlanError::TooManyObjects(raw.len()));
+    }
+
+    let mut reads: Vec<ReadSpec> = Vec::new();
+    let mut read_index: HashMap<ReadSpec, usize> = HashMap::new();
+    let mut objects = Vec::with_capacity(raw.len());
+    let mut names = HashSet::new();
+
+    for (i, o) in raw.into_iter().enumerate() {
+        let index = i + 1;
+        if o.object_name.is_empty() {
+            return Err(PlanError::BadObject {
+                index,
+                reason: "objectName is missing: give the file name to write".into(),
+            });
+        }
+        let name = o.object_name.clone();
+        let named = |reason: String| PlanError::BadNamedObject {
+            name: name.clone(),
+            reason,
+        };
+        validate_file_name(&name)
+            .map_err(|r| named(format!("objectName is not a safe file name: {r}")))?;
+        if !names.insert(name.clone()) {
+            return Err(PlanError::DuplicateName(name));
+        }
+        if o.secret_path.is_empty() {
+            return Err(named(
+                "secretPath is missing: give the Vault path to read, e.g. secret/data/app".into(),
+            ));
+        }
+        let (path, query) = normalise_secret_path(&o.secret_path).map_err(named)?;
+        let method = match o.method.to_ascii_uppercase().as_str() {
+            "" | "GET" => Method::Get,
+            "PUT" => Method::Put,
+            "POST" => Method::Post,
+            other => {
+                return Err(named(format!(
+                    "method {other:?} is not supported: use GET, PUT or POST"
+                )));
+            }
+        };
+        let encoding = match o.encoding.to_ascii_lowercase().as_str() {
+            "" | "utf-8" | "utf8" => Encoding::Utf8,
+            "base64" => Encoding::Base64,
+            "hex" => Encoding::Hex,
+            other => {
+                return Err(named(format!(
+                    "encoding {other:?} is not known: use utf-8, base64 or hex"
+                )));
+            }
+        };
+        let mode = match o.file_permission {
+            None => default_mode,
+            Some(m) if (0..=0o777).contains(&m) => m as u32,
+            Some(m) => {
+                return Err(named(format!(
+                    "filePermission {m} (octal {m:o}) is not a file mode: use 0000 to 0777, e.g. 0644"
+                )));
+            }
+        };
+        let body = o
+            .secret_args
+            .as_ref()
+            .map(|args| Value::Object(args.clone()).to_string());
+        let read = ReadSpec {
+            method,
+            path,
+            query,
+            body,
+        };
+        let read_idx = *read_index.entry(read.clone()).or_insert_with(|| {
+            reads.push(read);
+            reads.len() - 1
+        });
+        let config = serde_json::json!({
+            "objectName": o.object_name,
+            "secretPath": o.secret_path,
+            "secretKey": o.secret_key,
+            "secretArgs": o.secret_args,
+            "method": method.as_str(),
+            "encoding": o.encoding.to_ascii_lowercase(),
+            "filePermission": mode,
+        })
+        .to_string();
+        objects.push(ObjectSpec {
+            name: o.object_name,
+            read: read_idx,
+            secret_key: (!o.secret_key.is_empty()).then_some(o.secret_key),
+            encoding,
+            mode,
+            config,
+        });
+    }
+
+    // A file cannot also be a directory of another object's file.
+    let sorted: BTreeMap<&str, ()> = objects.iter().map(|o| (o.name.as_str(), ())).collect();
+    for name in sorted.keys() {
+        let prefix = format!("{name}/");
+        if let Some((nested, _)) = sorted
+            .range::<str, _>((std::ops::Bound::Excluded(*name), std::ops::Bound::Unbounded))
+            .next()
+            && nested.starts_with(&prefix)
+        {
+            return Err(PlanError::FileDirConflict {
+                file: name.to_string(),
+                nested: nested.to_string(),
+            });
+        }
+    }
+    Ok((reads, objects))
+}
+
+/// The driver's path rules, checked before any backend call: not empty, relative,
+/// at most 4096 bytes, each element at most 255 bytes, no `..` element, not starting with
+/// `..`, already clean; and no control characters.
+pub fn validate_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.starts_with('/') {
+        return Err("it must be a relative path, without a leading /".into());
+    }
+    if name.len() > 4096 {
+        return Err("it is longer than 4096 bytes".into());
+    }
+    if name.starts_with("..") {
+        return Err("it must not start with ..".into());
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("it contains control characters".into());
+    }
+    for element in name.split('/') {
+        match element {
+            "" => {
+                return Err("it is not a clean path (empty element from // or a trailing /)".into());
+            }
+            "." => return Err("it is not a clean path (. element)".into()),
+            ".." => return Err("it contains a .. element".into()),
+            e if e.len() > 255 => return Err(format!("element {e:?} is longer than 255 bytes")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `/v1/x`, `v1/x`, `/x` and `x` all mean `/v1/x`; text after the first `?` is the query.
+pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (raw, ""),
+    };
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '#' || c == '\\')
+    {
+        return Err(format!(
+            "secretPath {raw:?} contains whitespace, control characters, # or \\"
+        ));
+    }
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_prefix("v1/").unwrap_or(trimmed);
+    if trimmed.is_empty() || trimmed == "v1" {
+        return Err(format!(
+            "secretPath {raw:?} names no secret: use e.g. secret/data/app"
+        ));
+    }
+    for segment in trimmed.split('/') {
+        match segment {
+            "" => {
+                return Err(format!(
+                    "secretPath {raw:?} has an empty element (//, or a trailing /)"
+                ));
+            }
+            "." | ".." => return Err(format!("secretPath {raw:?} contains a . or .. element")),
+            _ => {}
+        }
+    }
+    let query = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok((format!("/v1/{trimmed}"), query))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+use super::*;
+use serde_json::json;
+
+fn attrs(objects: &str) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "roleName": "app",
+        "objects": objects,
+        "csi.storage.k8s.io/pod.name": "web-0",
+        "csi.storage.k8s.io/pod.namespace": "default",
+        "csi.storage.k8s.io/pod.uid": "uid-1",
+        "csi.storage.k8s.io/serviceAccount.name": "web",
+        "secretProviderClass": "web-secrets",
+    });
+    v.as_object().unwrap().clone()
+}
+
+fn plan_with(map: serde_json::Map<String, Value>, secrets: &str) -> Result<MountPlan, PlanError> {
+    let attributes = Value::Object(map).to_string();
+    parse(&RawMount {
+        attributes: &attributes,
+        secrets,
+        permission: "420",
+    })
+}
+
+fn plan(objects: &str) -> Result<MountPlan, PlanError> {
+    plan_with(attrs(objects), "{}")
+}
+
+const ONE: &str = "- objectName: a\n  secretPath: secret/data/a\n  secretKey: k\n";
+
+#[test]
+fn pod_and_role_are_read() {
+    let p = plan(ONE).unwrap();
+    assert_eq!(p.role, "app");
+    assert_eq!(p.pod.name, "web-0");
+    assert_eq!(p.pod.namespace, "default");
+    assert_eq!(p.pod.service_account, "web");
+    assert_eq!(p.class_name, "web-secrets");
+    assert_eq!(p.effective_audience(), "vault");
+    assert_eq!(p.objects[0].mode, 0o644);
+    assert_eq!(p.objects[0].secret_key.as_deref(), Some("k"));
+}
+
+#[test]
+fn secret_path_forms_normalise_to_v1() {
+    for form in [
+        "/v1/secret/data/a",
+        "v1/secret/data/a",
+        "/secret/data/a",
+        "secret/data/a",
+    ] {
+        let (path, query) = normalise_secret_path(form).unwrap();
+        assert_eq!(path, "/v1/secret/data/a", "{form}");
+        assert!(query.is_empty());
+    }
+    let (path, query) = normalise_secret_path("secret/data/a?version=2&x=a%20b").unwrap();
+    assert_eq!(path, "/v1/secret/data/a");
+    assert_eq!(
+        query,
+        vec![("version".into(), "2".into()), ("x".into(), "a b".into())]
+    );
+    for bad in [
+        "", "/", "v1/", "/v1/", "a//b", "a/../b", "./a", "a b", "a\nb", "a#b", "a/",
+    ] {
+        assert!(normalise_secret_path(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn file_permission_forms() {
+    let cases = [
+        ("0600", 0o600),
+        ("0o600", 0o600),
+        ("420", 420),
+        ("\"0640\"", 0o640),
+        ("0x1a4", 0o644),
+        ("0", 0),
+        ("0777", 0o777),
+    ];
+    for (text, want) in cases {
+        let objects = format!("- objectName: a\n  secretPath: s/a\n  filePermission: {text}\n");
+        let p = plan(&objects).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(p.objects[0].mode, want, "{text}");
+    }
+    for bad in ["01000", "512", "-1", "rw", "0o9", "[1]"] {
+        let objects = format!("- objectName: a\n  secretPath: s/a\n  filePermission: {bad}\n");
+        assert!(plan(&objects).is_err(), "{bad} accepted");
+    }
+    // The request's permission is the default.
+    let attributes = Value::Object(attrs(ONE)).to_string();
+    let p = parse(&RawMount {
+        attributes: &attributes,
+        secrets: "{}",
+        permission: "384",
+    })
+    .unwrap();
+    assert_eq!(p.objects[0].mode, 0o600);
+    assert!(
+        parse(&RawMount {
+            attributes: &attributes,
+            secrets: "{}",
+            permission: "x"
+        })
+        .is_err()
+    );
+    assert!(
+        parse(&RawMount {
+            attributes: &attributes,
+            secrets: "{}",
+            permission: "4096"
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn encodings_are_case_insensitive_and_checked() {
+    for (text, want) in [
+        ("base64", Encoding::Base64),
+        ("HEX", Encoding::Hex),
+        ("UTF-8", Encoding::Utf8),
+    ] {
+        let p = plan(&format!(
+            "- objectName: a\n  secretPath: s/a\n  encoding: {text}\n"
+        ))
+        .unwrap();
+        assert_eq!(p.objects[0].encoding, want);
+    }
+    let err = plan("- objectName: a\n  secretPath: s/a\n  encoding: rot13\n").unwrap_err();
+    assert!(err.to_string().contains("rot13"), "{err}");
+    assert!(err.to_string().contains("utf-8, base64 or hex"), "{err}");
+}
+
+#[test]
+fn reads_are_shared_only_when_identical() {
+    let objects = r#"
+- objectName: user
+  secretPath: database/creds/app
+  secretKey: username
+- objectName: pass
+  secretPath: /v1/database/creds/app
+  secretKey: password
+- objectName: cert-a
+  secretPath: pki/issue/web
+  method: PUT
+  secretArgs: {common_name: a.example.com}
+- objectName: cert-b
+  secretPath: pki/issue/web
+  method: PUT
+  secretArgs: {common_name: b.example.com}
+- objectName: cert-a-key
+  secretPath: pki/issue/web
+  method: put
+  secretArgs: {common_name: a.example.com}
+  secretKey: private_key
+- objectName: v1
+  secretPath: secret/data/a?version=1
+- objectName: v2
+  secretPath: secret/data/a?version=2
+"#;
+    let p = plan(objects).unwrap();
+    assert_eq!(p.reads.len(), 5);
+    let read_of = |n: &str| p.objects.iter().find(|o| o.name == n).unwrap().read;
+    assert_eq!(read_of("user"), read_of("pass"));
+    assert_eq!(read_of("cert-a"), read_of("cert-a-key"));
+    assert_ne!(read_of("cert-a"), read_of("cert-b"));
+    assert_ne!(read_of("v1"), read_of("v2"));
+    assert_eq!(
+        p.reads[read_of("cert-a")].body.as_deref(),
+        Some(r#"{"common_name":"a.example.com"}"#)
+    );
+}
+
+#[test]
+fn request_errors_name_what_to_fix() {
+    let mut no_role = attrs(ONE);
+    no_role.remove("roleName");
+    assert_eq!(
+        plan_with(no_role, "{}").unwrap_err(),
+        PlanError::MissingRole
+    );
+
+    let mut both = attrs(ONE);
+    both.insert("vaultAuthMountPath".into(), json!("jwt"));
+    both.insert("vaultKubernetesMountPath".into(), json!(""));
+    assert!(matches!(
+        plan_with(both, "{}").unwrap_err(),
+        PlanError::ConflictingMountPath { .. }
+    ));
+
+    let mut no_objects = attrs(ONE);
+    no_objects.remove("objects");
+    assert_eq!(
+        plan_with(no_objects, "{}").unwrap_err(),
+        PlanError::NoObjects
+    );
+    assert_eq!(plan("[]").unwrap_err(), PlanError::NoObjects);
+    assert!(matches!(
+        plan("- objectName: [unclosed").unwrap_err(),
+        PlanError::ObjectsSyntax(_)
+    ));
+    assert!(matches!(
+        plan("objectName: a").unwrap_err(),
+        PlanError::ObjectsSyntax(_)
+    ));
+
+    let dup = "- objectName: a\n  secretPath: s/a\n- objectName: a\n  secretPath: s/b\n";
+    assert_eq!(plan(dup).unwrap_err(), PlanError::DuplicateName("a".into()));
+    let nested = "- objectName: a\n  secretPath: s/a\n- objectName: a/b\n  secretPath: s/b\n";
+    assert!(matches!(
+        plan(nested).unwrap_err(),
+        PlanError::FileDirConflict { .. }
+    ));
+    let sibling = "- objectName: a\n  secretPath: s/a\n- objectName: a-b/c\n  secretPath: s/b\n";
+    assert!(plan(sibling).is_ok());
+
+    assert!(
+        plan("- secretPath: s/a\n")
+            .unwrap_err()
+            .to_string()
+            .contains("objectName is missing")
+    );
+    assert!(
+        plan("- objectName: a\n")
+            .unwrap_err()
+            .to_string()
+            .contains("secretPath is missing")
+    );
+    assert!(plan("- objectName: a\n  secretPath: s/a\n  method: DELETE\n").is_err());
+
+    for bad in ["{", "[]", "{\"a\": 1}"] {
+        let e = parse(&RawMount {
+            attributes: bad,
+            secrets: "{}",
+            permission: "420",
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::Malformed {
+                    field: "attributes",
+                    ..
+                }
+            ),
+            "{bad}: {e}"
+        );
+    }
+    let attributes = Value::Object(attrs(ONE)).to_string();
+    let e = parse(&RawMount {
+        attributes: &attributes,
+        secrets: "nope",
+        permission: "420",
+    })
+    .unwrap_err();
+    assert!(matches!(
+        e,
+        PlanError::Malformed {
+            field: "secrets",
+            ..
+        }
+    ));
+
+    let mut bad_bool = attrs(ONE);
+    bad_bool.insert("vaultSkipTLSVerify".into(), json!("yes"));
+    assert!(
+        plan_with(bad_bool, "{}")
+            .unwrap_err()
+            .to_string()
+            .contains("vaultSkipTLSVerify")
+    );
+    let mut half_cert = attrs(ONE);
+    half_cert.insert("vaultTLSClientCertPath".into(), json!("/c.pem"));
+    assert!(
+        plan_with(half_cert, "{}")
+            .unwrap_err()
+            .to_string()
+            .contains("vaultTLSClientKeyPath")
+    );
+    let mut bad_addr = attrs(ONE);
+    bad_addr.insert("vaultAddress".into(), json!("vault:8200"));
+    assert!(
+        plan_with(bad_addr, "{}")
+            .unwrap_err()
+            .to_string()
+            .contains("vaultAddress")
+    );
+}
+
+#[test]
+fn unsafe_file_names_are_refused() {
+    for bad in [
+        "/etc/passwd",
+        "../x",
+        "..data",
+        "a/../b",
+        "a/./b",
+        "./a",
+        "a/",
+        "a//b",
+        ".",
+        "a\0b",
+        "a\nb",
+    ] {
+        assert!(validate_file_name(bad).is_err(), "{bad:?} accepted");
+        let objects = format!("- objectName: {}\n  secretPath: s/a\n", json!(bad));
+        assert!(
+            matches!(
+                plan(&objects).unwrap_err(),
+                PlanError::BadNamedObject { .. }
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(validate_file_name(&"a".repeat(256)).is_err());
+    assert!(validate_file_name(&["a"; 2100].join("/")).is_err());
+    for good in [
+        "a", "a.b", "dir/file", ".hidden", "a..b", "a/..b", "tls.crt",
+    ] {
+        assert!(validate_file_name(good).is_ok(), "{good:?} refused");
+    }
+}
+
+#[test]
+fn tokens_come_from_secrets_first_then_attributes() {
+    let tokens = |t: &str| {
+        json!({"vault": {"token": t, "expirationTimestamp": "2030-01-01T00:00:00Z"}}).to_string()
+    };
+    let mut a = attrs(ONE);
+    a.insert(TOKENS_KEY.into(), json!(tokens("from-attributes")));
+    let p = plan_with(a.clone(), "{}").unwrap();
+    assert_eq!(p.token.unwrap().token.expose(), "from-attributes");
+    let secrets = json!({ TOKENS_KEY: tokens("from-secrets"), "other": "x" }).to_string();
+    let p = plan_with(a.clone(), &secrets).unwrap();
+    assert_eq!(p.token.unwrap().token.expose(), "from-secrets");
+
+    a.insert("audience".into(), json!("other"));
+    assert!(plan_with(a.clone(), "{}").unwrap().token.is_none());
+    a.insert(TOKENS_KEY.into(), json!("not json"));
+    assert!(plan_with(a, "{}").is_err());
+}
+
+#[test]
+fn openbao_spellings_win_in_order() {
+    let mut a = attrs(ONE);
+    a.insert("vaultAddress".into(), json!("http://vault:8200"));
+    a.insert("openbaoAddress".into(), json!("http://openbao:8200"));
+    assert_eq!(
+        plan_with(a.clone(), "{}")
+            .unwrap()
+            .connection
+            .address
+            .as_deref(),
+        Some("http://openbao:8200")
+    );
+    a.insert("baoAddress".into(), json!("http://bao:8200"));
+    assert_eq!(
+        plan_with(a.clone(), "{}")
+            .unwrap()
+            .connection
+            .address
+            .as_deref(),
+        Some("http://bao:8200")
+    );
+    a.insert("baoAuthMountPath".into(), json!("jwt"));
+    assert_eq!(
+        plan_with(a.clone(), "{}").unwrap().auth_mount.as_deref(),
+        Some("jwt")
+    );
+    a.insert("vaultKubernetesMountPath".into(), json!("k8s"));
+    assert!(plan_with(a, "{}").is_err());
+}
+
+#[test]
+fn versions_config_differs_by_settings() {
+    let a = plan("- objectName: a\n  secretPath: s/a\n  secretKey: k\n").unwrap();
+    let b = plan("- objectName: a\n  secretPath: s/a\n  secretKey: j\n").unwrap();
+    assert_ne!(a.objects[0].config, b.objects[0].config);
+}
+
+#[test]
+fn scalars_as_names_and_keys() {
+    let p = plan("- objectName: 123\n  secretPath: s/a\n  secretKey: 007\n").unwrap();
+    assert_eq!(p.objects[0].name, "123");
+    assert_eq!(p.objects[0].secret_key.as_deref(), Some("007"));
+}

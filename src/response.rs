@@ -1,0 +1,125 @@
+//! The answer Vault gives to a read or a login, as data. Parsing only; no I/O.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A Vault API answer (`api.Secret` in Vault's Go client), in the field order the Go
+/// provider writes for a whole-response object.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SecretResponse {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    pub lease_id: String,
+    #[serde(default)]
+    pub lease_duration: i64,
+    #[serde(default)]
+    pub renewable: bool,
+    #[serde(default)]
+    pub data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub warnings: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap_info: Option<Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mount_type: String,
+}
+
+impl fmt::Debug for SecretResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretResponse")
+            .field("request_id", &self.request_id)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field(
+                "data",
+                &self
+                    .data
+                    .as_ref()
+                    .map(|d| format!("[{} redacted keys]", d.len())),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretResponse {
+    /// Parses a response body; `None` when it is not a JSON object.
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// The key/value map objects select from: `data.data` when it is an object (KV v2),
+    /// otherwise `data`.
+    pub fn selectable(&self) -> Option<&Map<String, Value>> {
+        let data = self.data.as_ref()?;
+        match data.get("data") {
+            Some(Value::Object(inner)) => Some(inner),
+            _ => Some(data),
+        }
+    }
+
+    /// The answer as compact JSON, written the way Go's `encoding/json` writes it:
+    /// map keys sorted, numbers as Vault sent them, `<`, `>`, `&`, U+2028 and U+2029 escaped.
+    pub fn to_go_json(&self) -> Vec<u8> {
+        go_escape(&serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+/// Compact JSON of a value the way Go's `json.Marshal` writes it.
+pub fn go_json(value: &Value) -> Vec<u8> {
+    go_escape(&value.to_string())
+}
+
+/// Go's HTML-safe escaping of serialized JSON (these characters only occur inside strings).
+fn go_escape(text: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_response_json_has_go_field_order_and_number_text() {
+        let body = br#"{"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,
+            "data":{"b":1.50,"a":"x<y"},"wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}"#;
+        let r = SecretResponse::parse(body).unwrap();
+        let out = String::from_utf8(r.to_go_json()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"request_id":"r","lease_id":"","lease_duration":0,"renewable":false,"data":{"a":"x\u003cy","b":1.50},"warnings":null,"mount_type":"kv"}"#
+        );
+    }
+
+    #[test]
+    fn kv2_selects_inner_data() {
+        let r = SecretResponse::parse(br#"{"data":{"data":{"k":"v"},"metadata":{"version":3}}}"#)
+            .unwrap();
+        assert_eq!(
+            r.selectable().unwrap().get("k"),
+            Some(&Value::String("v".into()))
+        );
+        let r = SecretResponse::parse(br#"{"data":{"data":"not an object","k":"v"}}"#).unwrap();
+        assert!(r.selectable().unwrap().contains_key("k"));
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let r = SecretResponse::parse(br#"{"data":{"password":"hunter2"}}"#).unwrap();
+        assert!(!format!("{r:?}").contains("hunter2"));
+    }
+}

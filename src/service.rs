@@ -1,0 +1,144 @@
+//! The gRPC service: `Version` and `Mount`. Sets each Mount's deadline from `grpc-timeout`,
+//! runs the pipeline in a span named after the pod, turns failures into statuses, and
+//! contains panics to the one request.
+
+use crate::proto::csi_driver_provider_server::CsiDriverProvider;
+use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
+use crate::provider::Provider;
+use futures_util::FutureExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+pub const API_VERSION: &str = "v1alpha1";
+pub const RUNTIME_NAME: &str = "vault-csi-provider";
+
+pub struct Service {
+    provider: Arc<Provider>,
+    default_deadline: Duration,
+}
+
+impl Service {
+    pub fn new(provider: Arc<Provider>, default_deadline: Duration) -> Self {
+        Service {
+            provider,
+            default_deadline,
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` value (`<digits><unit>`, unit one of H M S m u n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The caller's deadline less a small margin, so that our answer arrives before it expires.
+fn deadline_of<T>(request: &Request<T>, default: Duration) -> Instant {
+    let budget = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(default);
+    let margin = (budget / 20).min(Duration::from_millis(500));
+    Instant::now() + budget.saturating_sub(margin)
+}
+
+fn attribute<'a>(attrs: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
+    attrs.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+#[tonic::async_trait]
+impl CsiDriverProvider for Service {
+    async fn version(
+        &self,
+        _request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            version: API_VERSION.to_string(),
+            runtime_name: RUNTIME_NAME.to_string(),
+            runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn mount(
+        &self,
+        request: Request<MountRequest>,
+    ) -> Result<Response<MountResponse>, Status> {
+        let deadline = deadline_of(&request, self.default_deadline);
+        let request = request.into_inner();
+        // Only for the log span; the pipeline parses the attributes itself.
+        let attrs: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&request.attributes).unwrap_or_default();
+        let span = tracing::info_span!(
+            "mount",
+            namespace = attribute(&attrs, "csi.storage.k8s.io/pod.namespace"),
+            pod = attribute(&attrs, "csi.storage.k8s.io/pod.name"),
+            class = attribute(&attrs, "secretProviderClass"),
+        );
+        drop(attrs);
+        let started = std::time::Instant::now();
+        let provider = self.provider.clone();
+        let work = async move { provider.mount(&request, deadline).await };
+        let outcome =
+            tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(work).catch_unwind())
+                .instrument(span.clone())
+                .await;
+        let result = match outcome {
+            Err(_) => Err(crate::error::MountError::Deadline(format!(
+                "{:.1}s",
+                started.elapsed().as_secs_f64()
+            ))),
+            Ok(Err(_panic)) => Err(crate::error::MountError::Internal(
+                "the mount panicked".into(),
+            )),
+            Ok(Ok(r)) => r,
+        };
+        let _enter = span.enter();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(response) => {
+                tracing::info!(files = response.files.len(), elapsed_ms, "mounted");
+                Ok(Response::new(response))
+            }
+            Err(e) => {
+                let status = e.to_status();
+                tracing::warn!(code = ?status.code(), elapsed_ms, error = %status.message(), "mount failed");
+                Err(status)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("120S"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_grpc_timeout("1999m"),
+            Some(Duration::from_millis(1999))
+        );
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("1234567890S"), None);
+    }
+}

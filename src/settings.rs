@@ -1,0 +1,522 @@
+//! Process settings: environment, then flags, each later one winning, read once at start
+//! into typed values before any I/O. Class parameters override some of these per Mount
+//! (see `plan`). The environment is passed in as a lookup function so tests feed a map.
+
+use crate::flags::{self, Flag, Kind, Parsed};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where Vault is and how to talk to it: the defaults every Mount starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VaultSettings {
+    /// Base address, e.g. `https://vault:8200` or `unix:///var/run/vault/agent.sock`.
+    pub address: String,
+    /// Auth mount used when a class names none.
+    pub auth_mount: String,
+    pub namespace: Option<String>,
+    pub tls: TlsSettings,
+    /// Per-request timeout (`VAULT_CLIENT_TIMEOUT`).
+    pub timeout: Duration,
+    /// Retries after the first attempt for 5xx, 412 and connection failures (`VAULT_MAX_RETRIES`).
+    pub max_retries: u32,
+}
+
+/// TLS settings for the connection to Vault.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    pub ca_cert: Option<PathBuf>,
+    pub ca_directory: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the server needs, typed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoints: Vec<PathBuf>,
+    /// `None` disables the health listener (`-health-addr=""`).
+    pub health_addr: Option<SocketAddr>,
+    pub log_level: tracing::level_filters::LevelFilter,
+    pub log_format: LogFormat,
+    pub hmac_secret_name: String,
+    pub hmac_key_file: Option<PathBuf>,
+    pub cache_size: i64,
+    pub vault: VaultSettings,
+    /// How long in-flight mounts may run after SIGTERM before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// Deadline for a Mount whose caller sent none.
+    pub default_deadline: Duration,
+    /// Distinct reads of one Mount that run at once.
+    pub parallel_reads: usize,
+}
+
+/// A setting that cannot be used, named so the operator can fix the DaemonSet.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(name: &str, value: &str, reason: &str) -> SettingsError {
+    SettingsError::Invalid {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The server's flags, with the Go provider's names and defaults.
+pub const SERVER_FLAGS: &[Flag] = &[
+    f(
+        "endpoint",
+        Kind::Value,
+        "/tmp/vault.sock",
+        "path of the Unix socket to serve the provider API on; repeat or separate with commas to serve several (vault.sock and openbao.sock)",
+    ),
+    f(
+        "health-addr",
+        Kind::Value,
+        ":8080",
+        "address for GET /health/ready; empty disables it",
+    ),
+    f(
+        "log-level",
+        Kind::Value,
+        "info",
+        "log level: trace, debug, info, warn, error or off",
+    ),
+    f(
+        "log-format",
+        Kind::Value,
+        "text",
+        "log format on stderr: text or json",
+    ),
+    f(
+        "debug",
+        Kind::Bool,
+        "false",
+        "debug logging (deprecated: use -log-level=debug)",
+    ),
+    f(
+        "version",
+        Kind::Bool,
+        "false",
+        "print version information and exit",
+    ),
+    f(
+        "output",
+        Kind::Value,
+        "json",
+        "format of -version: json, yaml or json-pretty",
+    ),
+    f(
+        "hmac-secret-name",
+        Kind::Value,
+        "vault-csi-provider-hmac-key",
+        "Kubernetes Secret holding the key of object versions",
+    ),
+    f(
+        "hmac-key-file",
+        Kind::Value,
+        "",
+        "file holding the key of object versions (instead of the Secret)",
+    ),
+    f(
+        "cache-size",
+        Kind::Value,
+        "1000",
+        "Vault tokens kept for reuse; 0 or less disables reuse",
+    ),
+    f(
+        "vault-addr",
+        Kind::Value,
+        "",
+        "default Vault address (overrides VAULT_ADDR)",
+    ),
+    f(
+        "vault-mount",
+        Kind::Value,
+        "kubernetes",
+        "default auth mount",
+    ),
+    f(
+        "vault-namespace",
+        Kind::Value,
+        "",
+        "default Vault namespace",
+    ),
+    f(
+        "vault-tls-ca-cert",
+        Kind::Value,
+        "",
+        "CA bundle file to verify Vault",
+    ),
+    f(
+        "vault-tls-ca-directory",
+        Kind::Value,
+        "",
+        "directory of CA PEM files to verify Vault",
+    ),
+    f(
+        "vault-tls-server-name",
+        Kind::Value,
+        "",
+        "name to verify Vault's certificate against",
+    ),
+    f(
+        "vault-tls-client-cert",
+        Kind::Value,
+        "",
+        "client certificate for mutual TLS",
+    ),
+    f(
+        "vault-tls-client-key",
+        Kind::Value,
+        "",
+        "client key for mutual TLS",
+    ),
+    f(
+        "vault-tls-skip-verify",
+        Kind::Bool,
+        "false",
+        "do not verify Vault's certificate (unsafe)",
+    ),
+    f(
+        "shutdown-grace",
+        Kind::Value,
+        "25s",
+        "how long in-flight mounts may finish after SIGTERM",
+    ),
+    f(
+        "parallel-reads",
+        Kind::Value,
+        "8",
+        "distinct reads of one Mount run at once",
+    ),
+];
+
+const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// Reads one environment variable; empty counts as unset.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment as an [`EnvLookup`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Parses a duration: plain seconds (`60`) or Go-style units (`1m30s`, `500ms`).
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = v;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(number * scale).ok()?;
+    }
+    Some(total)
+}
+
+fn parse_log_level(value: &str) -> Option<tracing::level_filters::LevelFilter> {
+    use tracing::level_filters::LevelFilter;
+    Some(match value.to_ascii_lowercase().as_str() {
+        "trace" => LevelFilter::TRACE,
+        "debug" => LevelFilter::DEBUG,
+        "info" => LevelFilter::INFO,
+        "warn" | "warning" => LevelFilter::WARN,
+        "error" => LevelFilter::ERROR,
+        "off" => LevelFilter::OFF,
+        _ => return None,
+    })
+}
+
+/// `:8080` means every interface, as in Go.
+fn parse_listen_addr(value: &str) -> Option<SocketAddr> {
+    let full = if value.starts_with(':') {
+        format!("0.0.0.0{value}")
+    } else {
+        value.to_string()
+    };
+    full.parse().ok()
+}
+
+/// A flag's value, unless it is unset or empty.
+fn nonempty<'a>(flags: &'a Parsed, name: &str) -> Option<&'a str> {
+    flags.get(name).filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Builds settings from parsed server flags and the environment.
+    pub fn from_flags(flags: &Parsed, env: EnvLookup<'_>) -> Result<Self, SettingsError> {
+        let default_of = |name: &str| {
+            SERVER_FLAGS
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.default)
+                .unwrap_or("")
+        };
+        let value = |name: &str| flags.get(name).unwrap_or(default_of(name)).to_string();
+
+        let endpoints: Vec<PathBuf> = value("endpoint")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if endpoints.is_empty() {
+            return Err(invalid(
+                "-endpoint",
+                "",
+                "give the socket path to listen on",
+            ));
+        }
+
+        let health = value("health-addr");
+        let health_addr = if health.is_empty() {
+            None
+        } else {
+            Some(
+                parse_listen_addr(&health)
+                    .ok_or_else(|| invalid("-health-addr", &health, "use host:port or :port"))?,
+            )
+        };
+
+        let level_text = value("log-level");
+        let mut log_level = parse_log_level(&level_text).ok_or_else(|| {
+            invalid(
+                "-log-level",
+                &level_text,
+                "use trace, debug, info, warn, error or off",
+            )
+        })?;
+        if flags.bool("debug") && log_level < tracing::level_filters::LevelFilter::DEBUG {
+            log_level = tracing::level_filters::LevelFilter::DEBUG;
+        }
+        let log_format = match value("log-format").as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("-log-format", other, "use text or json")),
+        };
+
+        let cache_text = value("cache-size");
+        let cache_size = cache_text
+            .parse::<i64>()
+            .map_err(|_| invalid("-cache-size", &cache_text, "use a whole number"))?;
+
+        let grace_text = value("shutdown-grace");
+        let shutdown_grace = parse_duration(&grace_text)
+            .ok_or_else(|| invalid("-shutdown-grace", &grace_text, "use a duration like 25s"))?;
+
+        let par_text = value("parallel-reads");
+        let parallel_reads = par_text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or_else(|| invalid("-parallel-reads", &par_text, "use a number from 1 to 256"))?;
+
+        let vault = VaultSettings::from_sources(flags, env)?;
+
+        Ok(Settings {
+            endpoints,
+            health_addr,
+            log_level,
+            log_format,
+            hmac_secret_name: value("hmac-secret-name"),
+            hmac_key_file: nonempty(flags, "hmac-key-file").map(PathBuf::from),
+            cache_size,
+            vault,
+            shutdown_grace,
+            default_deadline: Duration::from_secs(120),
+            parallel_reads,
+        })
+    }
+}
+
+impl VaultSettings {
+    fn from_sources(flags: &Parsed, env: EnvLookup<'_>) -> Result<Self, SettingsError> {
+        let flag = |name: &str| nonempty(flags, name);
+        let pick = |flag_name: &str, env_name: &str| -> Option<String> {
+            flag(flag_name)
+                .map(str::to_string)
+                .or_else(|| env(env_name))
+        };
+        let address = flag("vault-addr")
+            .map(str::to_string)
+            .or_else(|| env("VAULT_AGENT_ADDR"))
+            .or_else(|| env("VAULT_ADDR"))
+            .unwrap_or_else(|| "https://127.0.0.1:8200".to_string());
+
+        let env_skip = match env("VAULT_SKIP_VERIFY") {
+            Some(v) => flags::parse_go_bool(&v)
+                .ok_or_else(|| invalid("VAULT_SKIP_VERIFY", &v, "use true or false"))?,
+            None => false,
+        };
+        let tls = TlsSettings {
+            ca_cert: pick("vault-tls-ca-cert", "VAULT_CACERT").map(PathBuf::from),
+            ca_directory: pick("vault-tls-ca-directory", "VAULT_CAPATH").map(PathBuf::from),
+            server_name: pick("vault-tls-server-name", "VAULT_TLS_SERVER_NAME"),
+            client_cert: pick("vault-tls-client-cert", "VAULT_CLIENT_CERT").map(PathBuf::from),
+            client_key: pick("vault-tls-client-key", "VAULT_CLIENT_KEY").map(PathBuf::from),
+            skip_verify: env_skip || flags.bool("vault-tls-skip-verify"),
+        };
+
+        let timeout = match env("VAULT_CLIENT_TIMEOUT") {
+            Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                invalid(
+                    "VAULT_CLIENT_TIMEOUT",
+                    &v,
+                    "use seconds or a duration like 30s",
+                )
+            })?,
+            None => Duration::from_secs(60),
+        };
+        let max_retries = match env("VAULT_MAX_RETRIES") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 20)
+                .ok_or_else(|| invalid("VAULT_MAX_RETRIES", &v, "use a number from 0 to 20"))?,
+            None => 2,
+        };
+
+        Ok(VaultSettings {
+            address,
+            auth_mount: flag("vault-mount").unwrap_or("kubernetes").to_string(),
+            namespace: pick("vault-namespace", "VAULT_NAMESPACE"),
+            tls,
+            timeout,
+            max_retries,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let parsed = flags::parse(SERVER_FLAGS, &args).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_flags(&parsed, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_go_provider() {
+        let s = settings(&[], &[]).unwrap();
+        assert_eq!(s.endpoints, vec![PathBuf::from("/tmp/vault.sock")]);
+        assert_eq!(s.health_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(s.vault.address, "https://127.0.0.1:8200");
+        assert_eq!(s.vault.auth_mount, "kubernetes");
+        assert_eq!(s.vault.timeout, Duration::from_secs(60));
+        assert_eq!(s.vault.max_retries, 2);
+        assert_eq!(s.hmac_secret_name, "vault-csi-provider-hmac-key");
+        assert_eq!(s.cache_size, 1000);
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let env = [
+            ("VAULT_ADDR", "http://env:8200"),
+            ("VAULT_NAMESPACE", "envns"),
+        ];
+        let s = settings(&[], &env).unwrap();
+        assert_eq!(s.vault.address, "http://env:8200");
+        assert_eq!(s.vault.namespace.as_deref(), Some("envns"));
+        let s = settings(
+            &[
+                "-vault-addr=http://flag:8200",
+                "--vault-namespace",
+                "flagns",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.vault.address, "http://flag:8200");
+        assert_eq!(s.vault.namespace.as_deref(), Some("flagns"));
+        let s = settings(
+            &[],
+            &[
+                ("VAULT_ADDR", "http://a"),
+                ("VAULT_AGENT_ADDR", "unix:///x.sock"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.vault.address, "unix:///x.sock");
+    }
+
+    #[test]
+    fn durations_and_retries() {
+        let s = settings(
+            &[],
+            &[("VAULT_CLIENT_TIMEOUT", "5"), ("VAULT_MAX_RETRIES", "0")],
+        )
+        .unwrap();
+        assert_eq!(s.vault.timeout, Duration::from_secs(5));
+        assert_eq!(s.vault.max_retries, 0);
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("soon"), None);
+        assert!(settings(&[], &[("VAULT_CLIENT_TIMEOUT", "x")]).is_err());
+        assert!(settings(&[], &[("VAULT_SKIP_VERIFY", "yes")]).is_err());
+    }
+
+    #[test]
+    fn log_levels_and_debug() {
+        let s = settings(&["-debug"], &[]).unwrap();
+        assert_eq!(s.log_level, tracing::level_filters::LevelFilter::DEBUG);
+        assert!(settings(&["-log-level=loud"], &[]).is_err());
+        let s = settings(&["-health-addr="], &[]).unwrap();
+        assert_eq!(s.health_addr, None);
+        let s = settings(&["-endpoint=/a/vault.sock,/a/openbao.sock"], &[]).unwrap();
+        assert_eq!(s.endpoints.len(), 2);
+    }
+}
