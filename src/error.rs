@@ -27,7 +27,7 @@ pub enum MountError {
         #[source]
         source: VaultError,
     },
-    #[error("object {}: {source}{}", names(.objects), read_hint(.source))]
+    #[error("{}: {source}{}", names(.objects), read_hint(.source))]
     Read {
         objects: Vec<String>,
         #[source]
@@ -49,7 +49,12 @@ pub enum MountError {
 
 fn names(objects: &[String]) -> String {
     let quoted: Vec<String> = objects.iter().map(|o| format!("{o:?}")).collect();
-    quoted.join(", ")
+    let noun = if objects.len() == 1 {
+        "object"
+    } else {
+        "objects"
+    };
+    format!("{noun} {}", quoted.join(", "))
 }
 
 fn login_hint(e: &VaultError, role: &str, mount: &str) -> String {
@@ -72,7 +77,7 @@ fn read_hint(e: &VaultError) -> &'static str {
             " (the role's Vault policies must allow this path and method)"
         }
         VaultError::Status { status: 404, .. } => {
-            " (check secretPath: KV v2 paths need data/ after the mount, e.g. secret/data/app)"
+            " (check secretPath, and that the secret exists; KV v2 paths have data/ after the mount, e.g. secret/data/app)"
         }
         _ => "",
     }

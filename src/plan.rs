@@ -643,7 +643,9 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
     for element in name.split('/') {
         match element {
             "" => {
-                return Err("it is not a clean path (empty element from // or a trailing /)".into());
+                return Err(
+                    "it is not a clean path (empty element from // or a trailing /)".into(),
+                );
             }
             "." => return Err("it is not a clean path (. element)".into()),
             ".." => return Err("it contains a .. element".into()),

@@ -106,10 +106,15 @@ fn print_version(output: &str) -> i32 {
     0
 }
 
+/// Logs to stderr. Our own events at `level`; libraries' events at warn at most, so that
+/// no HTTP library's trace output (headers, frames) can carry a token into the log.
 pub(crate) fn init_logging(level: tracing::level_filters::LevelFilter, format: LogFormat) {
+    let library = level.min(tracing::level_filters::LevelFilter::WARN);
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("{library},vault_csi_provider={level}"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder

