@@ -15,9 +15,11 @@ pub enum MountError {
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error(
-        "no service-account token for audience {audience:?} was passed by the driver: list it under tokenRequests in the CSIDriver object, or set audience in the SecretProviderClass to one that is listed"
+        "no service-account token for audience {audience:?} was passed by the driver {reason}: list the audience under tokenRequests in the CSIDriver object, or set audience in the SecretProviderClass to one that is listed"
     )]
-    NoToken { audience: String },
+    NoToken { audience: String, reason: String },
+    #[error("cannot get a service-account token for the pod: {0}")]
+    TokenRequest(crate::kube::KubeError),
     #[error("{0}")]
     Connection(VaultError),
     #[error("{source}{}", login_hint(.source, .role, .mount))]
@@ -101,6 +103,12 @@ impl MountError {
         match self {
             MountError::Plan(_) => Code::InvalidArgument,
             MountError::NoToken { .. } => Code::FailedPrecondition,
+            MountError::TokenRequest(e) if e.is_transient() => Code::Unavailable,
+            MountError::TokenRequest(e) => match e.status() {
+                Some(401 | 403) => Code::PermissionDenied,
+                Some(404) => Code::NotFound,
+                _ => Code::FailedPrecondition,
+            },
             MountError::Connection(e) => vault_code(e),
             MountError::Login { source, .. } => match vault_code(source) {
                 Code::InvalidArgument => Code::PermissionDenied,

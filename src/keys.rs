@@ -1,29 +1,127 @@
-//! The key of object versions. From `-hmac-key-file` when set; otherwise a random key held
-//! for the life of the process (versions then stay stable while the provider runs and
-//! change once when it restarts).
+//! The key of object versions, shared by every node so that all agree on versions.
+//!
+//! From `-hmac-key-file` when set. Otherwise from the Kubernetes Secret named by
+//! `-hmac-secret-name` in the provider's own namespace (data key `key`), created immutable
+//! with 32 random bytes by whichever node needs it first; a node that loses the create race
+//! reads the winner's. The key is held in memory once had. Without a key, versions are
+//! empty strings, one warning is logged, mounts still work, and loading is retried at most
+//! once a minute.
 
-use crate::settings::Settings;
+use crate::kube::{KubeClient, KubeError};
 use crate::version::VersionKey;
-use anyhow::Context;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
-pub fn load(settings: &Settings) -> anyhow::Result<VersionKey> {
-    if let Some(path) = &settings.hmac_key_file {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read -hmac-key-file {}", path.display()))?;
-        let trimmed = bytes.trim_ascii();
-        anyhow::ensure!(
-            trimmed.len() >= 16,
-            "-hmac-key-file {} holds {} bytes: use at least 16 random bytes (32 recommended)",
-            path.display(),
-            trimmed.len()
-        );
-        tracing::info!(file = %path.display(), "object versions keyed from file");
-        return Ok(VersionKey::new(trimmed.to_vec()));
-    }
-    let mut key = vec![0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut key[..]);
-    tracing::info!(
-        "object versions keyed by a per-process random key (set -hmac-key-file to share one across nodes)"
+const DATA_KEY: &str = "key";
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Reads a key file: at least 16 bytes, surrounding whitespace ignored.
+pub fn from_file(path: &Path) -> anyhow::Result<VersionKey> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read -hmac-key-file {}", path.display()))?;
+    let trimmed = bytes.trim_ascii();
+    anyhow::ensure!(
+        trimmed.len() >= 16,
+        "-hmac-key-file {} holds {} bytes: use at least 16 random bytes (32 recommended)",
+        path.display(),
+        trimmed.len()
     );
-    Ok(VersionKey::new(key))
+    Ok(VersionKey::new(trimmed.to_vec()))
+}
+
+enum State {
+    Loaded(VersionKey),
+    Missing { retry_at: Option<Instant>, warned: bool },
+}
+
+/// Where the key comes from, and the key once had.
+pub struct KeySource {
+    state: Mutex<State>,
+    kube: Option<Arc<KubeClient>>,
+    secret_name: String,
+}
+
+impl KeySource {
+    /// A fixed key (from a file, or for tests).
+    pub fn fixed(key: VersionKey) -> Self {
+        KeySource {
+            state: Mutex::new(State::Loaded(key)),
+            kube: None,
+            secret_name: String::new(),
+        }
+    }
+
+    /// The key from the Secret `secret_name` through `kube` (`None`: no API access).
+    pub fn from_secret(kube: Option<Arc<KubeClient>>, secret_name: String) -> Self {
+        KeySource {
+            state: Mutex::new(State::Missing {
+                retry_at: None,
+                warned: false,
+            }),
+            kube,
+            secret_name,
+        }
+    }
+
+    /// The key, loading it if it is not held yet (at most once a minute after a failure).
+    pub async fn key(&self) -> VersionKey {
+        let mut state = self.state.lock().await;
+        let warned = match &*state {
+            State::Loaded(k) => return k.clone(),
+            State::Missing { retry_at: Some(t), .. } if Instant::now() < *t => return VersionKey::none(),
+            State::Missing { warned, .. } => *warned,
+        };
+        let outcome = match &self.kube {
+            None => Err("no Kubernetes API configuration (in-cluster service account or KUBECONFIG)".to_string()),
+            Some(kube) => match tokio::time::timeout(Duration::from_secs(10), self.load(kube)).await {
+                Ok(Ok(k)) => Ok(k),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the Kubernetes API did not answer within 10s".to_string()),
+            },
+        };
+        match outcome {
+            Ok(key) => {
+                tracing::info!(secret = %self.secret_name, "object-version key loaded");
+                *state = State::Loaded(key.clone());
+                key
+            }
+            Err(reason) => {
+                if !warned {
+                    tracing::warn!(
+                        secret = %self.secret_name,
+                        %reason,
+                        "no object-version key: versions are empty until one can be had (set -hmac-key-file, or grant the RBAC in deploy/)"
+                    );
+                }
+                *state = State::Missing {
+                    retry_at: Some(Instant::now() + RETRY_AFTER),
+                    warned: true,
+                };
+                VersionKey::none()
+            }
+        }
+    }
+
+    async fn load(&self, kube: &KubeClient) -> Result<VersionKey, KubeError> {
+        if let Some(key) = kube.get_secret_key(&self.secret_name, DATA_KEY).await? {
+            return Ok(VersionKey::new(key));
+        }
+        let mut fresh = vec![0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut fresh[..]);
+        if kube.create_secret(&self.secret_name, DATA_KEY, &fresh).await? {
+            tracing::info!(secret = %self.secret_name, namespace = %kube.namespace, "created the object-version key Secret");
+            return Ok(VersionKey::new(fresh));
+        }
+        // Another node created it first: use theirs.
+        kube.get_secret_key(&self.secret_name, DATA_KEY)
+            .await?
+            .map(VersionKey::new)
+            .ok_or_else(|| KubeError::BadAnswer {
+                action: format!("get Secret {}", self.secret_name),
+                detail: "it was reported to exist but cannot be found".into(),
+            })
+    }
 }

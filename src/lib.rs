@@ -22,7 +22,9 @@ pub mod client;
 pub mod error;
 pub mod flags;
 pub mod health;
+pub mod identity;
 pub mod keys;
+pub mod kube;
 pub mod plan;
 pub mod provider;
 pub mod render;
@@ -31,6 +33,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod tls;
 pub mod vault;
 pub mod version;
 

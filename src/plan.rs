@@ -118,18 +118,14 @@ pub struct MountPlan {
     /// `None`: the `-vault-mount` setting.
     pub auth_mount: Option<String>,
     pub connection: ConnectionOverrides,
-    /// The audience the class asked for, if any.
-    pub audience: Option<String>,
-    /// The driver's token for [`MountPlan::effective_audience`], if it sent one.
+    /// The audience of the token to use: the class's, or the socket's default.
+    pub audience: String,
+    /// The audience the class set itself; only this one goes into a TokenRequest.
+    pub explicit_audience: Option<String>,
+    /// The driver's token for [`MountPlan::audience`], if it sent one.
     pub token: Option<ServiceAccountToken>,
     pub reads: Vec<ReadSpec>,
     pub objects: Vec<ObjectSpec>,
-}
-
-impl MountPlan {
-    pub fn effective_audience(&self) -> &str {
-        self.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE)
-    }
 }
 
 /// A request that cannot be mounted, with what to change.
@@ -231,6 +227,8 @@ pub struct RawMount<'a> {
     pub attributes: &'a str,
     pub secrets: &'a str,
     pub permission: &'a str,
+    /// Audience when the class sets none: `vault`, or `openbao` on an `openbao.sock`.
+    pub default_audience: &'a str,
 }
 
 /// Parses and validates a Mount. Nothing outside the request is consulted.
@@ -292,13 +290,12 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
 
     let connection = parse_connection(&params)?;
 
-    let audience = params.get("audience").map(str::to_string);
-    let token_audience = audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-    let token = match secrets
-        .get(TOKENS_KEY)
-        .or_else(|| params.map.get(TOKENS_KEY))
-    {
-        Some(text) if !text.is_empty() => find_token(text, token_audience)?,
+    let explicit_audience = params.get("audience").map(str::to_string);
+    let audience = explicit_audience
+        .clone()
+        .unwrap_or_else(|| raw.default_audience.to_string());
+    let token = match secrets.get(TOKENS_KEY).or_else(|| params.map.get(TOKENS_KEY)) {
+        Some(text) if !text.is_empty() => find_token(text, &audience)?,
         _ => None,
     };
 
@@ -312,6 +309,7 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
         auth_mount,
         connection,
         audience,
+        explicit_audience,
         token,
         reads,
         objects,

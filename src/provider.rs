@@ -2,12 +2,16 @@
 //! Each step lives in its own module; this file only strings them together.
 
 use crate::error::MountError;
+use crate::identity::{Identity, TokenCache};
+use crate::keys::KeySource;
+use crate::kube::KubeClient;
 use crate::plan::{self, MountPlan, RawMount};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::render;
 use crate::response::SecretResponse;
+use crate::secret::SecretString;
 use crate::settings::VaultSettings;
-use crate::vault::{ClientPool, Connection, VaultClient};
+use crate::vault::{ClientPool, Connection, VaultClient, VaultError};
 use crate::version::VersionKey;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -18,62 +22,181 @@ pub struct Provider {
     vault: VaultSettings,
     parallel_reads: usize,
     pool: ClientPool,
-    versions: VersionKey,
+    keys: KeySource,
+    kube: Option<Arc<KubeClient>>,
+    tokens: TokenCache,
+}
+
+/// The parts a [`Provider`] is made of.
+pub struct ProviderParts {
+    pub vault: VaultSettings,
+    pub parallel_reads: usize,
+    pub keys: KeySource,
+    pub kube: Option<Arc<KubeClient>>,
+    /// Vault tokens kept for reuse (`-cache-size`); 0 or less disables reuse.
+    pub cache_size: i64,
 }
 
 impl Provider {
-    pub fn new(vault: VaultSettings, parallel_reads: usize, versions: VersionKey) -> Self {
+    /// Wires a provider from settings: Kubernetes access discovered from `env` (in-cluster
+    /// service account, `KUBECONFIG`, `~/.kube/config`), the version key from
+    /// `-hmac-key-file` or the `-hmac-secret-name` Secret.
+    pub fn from_settings(settings: &crate::settings::Settings, env: crate::settings::EnvLookup<'_>) -> anyhow::Result<Self> {
+        let kube = match crate::kube::KubeConfig::discover(env)? {
+            Some(config) => {
+                tracing::info!(api = %config.server, namespace = %config.namespace, from = %config.source_name, "Kubernetes API configured");
+                Some(Arc::new(KubeClient::new(config)?))
+            }
+            None => {
+                tracing::info!("no Kubernetes API configuration: tokens must come from the driver");
+                None
+            }
+        };
+        let keys = match &settings.hmac_key_file {
+            Some(path) => {
+                tracing::info!(file = %path.display(), "object versions keyed from file");
+                KeySource::fixed(crate::keys::from_file(path)?)
+            }
+            None => KeySource::from_secret(kube.clone(), settings.hmac_secret_name.clone()),
+        };
+        Ok(Provider::new(ProviderParts {
+            vault: settings.vault.clone(),
+            parallel_reads: settings.parallel_reads,
+            keys,
+            kube,
+            cache_size: settings.cache_size,
+        }))
+    }
+
+    pub fn new(parts: ProviderParts) -> Self {
         Provider {
-            vault,
-            parallel_reads: parallel_reads.max(1),
+            vault: parts.vault,
+            parallel_reads: parts.parallel_reads.max(1),
             pool: ClientPool::default(),
-            versions,
+            keys: parts.keys,
+            kube: parts.kube,
+            tokens: TokenCache::new(parts.cache_size),
         }
     }
 
+    /// Loads the object-version key now rather than at the first Mount.
+    pub async fn warm_up(&self) {
+        let _ = self.keys.key().await;
+    }
+
     /// Runs one Mount to completion: the complete file set, or an error and no files.
+    /// `default_audience` is the audience used when the class names none.
     pub async fn mount(
         &self,
         request: &MountRequest,
+        default_audience: &str,
         deadline: Instant,
     ) -> Result<MountResponse, MountError> {
         let plan = plan::parse(&RawMount {
             attributes: &request.attributes,
             secrets: &request.secrets,
             permission: &request.permission,
+            default_audience,
         })?;
         tracing::debug!(
             role = %plan.role,
             objects = plan.objects.len(),
             reads = plan.reads.len(),
-            audience = plan.effective_audience(),
+            audience = %plan.audience,
+            driver_token = plan.token.is_some(),
             "mount plan"
         );
         let conn = Connection::resolve(&self.vault, &plan.connection);
         let client = self.pool.client(&conn).map_err(MountError::Connection)?;
-        let token = self.login(&client, &plan, deadline).await?;
-        let answers = self.read_all(&client, &token, &plan, deadline).await?;
-        self.respond(&plan, &answers)
+        let identity = Identity {
+            namespace: plan.pod.namespace.clone(),
+            service_account: plan.pod.service_account.clone(),
+            role: plan.role.clone(),
+            auth_mount: plan.auth_mount.clone().unwrap_or_else(|| self.vault.auth_mount.clone()),
+            connection: conn,
+        };
+
+        let answers = match self.tokens.get(&identity) {
+            Some(token) => match self.read_all(&client, &token, &plan, deadline).await {
+                // A reused token may have been revoked: log in once more and retry once.
+                Err(MountError::Read {
+                    source: VaultError::Status { status: 403, .. },
+                    ..
+                }) => {
+                    tracing::debug!("reused Vault token refused; logging in again");
+                    self.tokens.remove(&identity);
+                    let token = self.login(&client, &plan, &identity, deadline).await?;
+                    self.read_all(&client, &token, &plan, deadline).await?
+                }
+                other => other?,
+            },
+            None => {
+                let token = self.login(&client, &plan, &identity, deadline).await?;
+                self.read_all(&client, &token, &plan, deadline).await?
+            }
+        };
+        let key = self.keys.key().await;
+        respond(&plan, &answers, &key)
+    }
+
+    /// The pod's service-account token: the driver's, or one requested from Kubernetes.
+    async fn service_account_token(&self, plan: &MountPlan, deadline: Instant) -> Result<SecretString, MountError> {
+        if let Some(t) = &plan.token {
+            return Ok(t.token.clone());
+        }
+        let no_token = |reason: String| MountError::NoToken {
+            audience: plan.audience.clone(),
+            reason,
+        };
+        let Some(kube) = &self.kube else {
+            return Err(no_token(
+                "and the provider has no Kubernetes API access to request one (in-cluster service account or KUBECONFIG)".into(),
+            ));
+        };
+        let pod = &plan.pod;
+        for (what, value) in [
+            ("pod namespace", &pod.namespace),
+            ("service account", &pod.service_account),
+            ("pod name", &pod.name),
+        ] {
+            if !crate::kube::valid_name(value) {
+                return Err(no_token(format!("and the driver sent no valid {what} to request one for")));
+            }
+        }
+        if pod.uid.is_empty() || pod.uid.len() > 128 {
+            return Err(no_token("and the driver sent no pod uid to request one for".into()));
+        }
+        let request = kube.create_token(
+            &pod.namespace,
+            &pod.service_account,
+            &pod.name,
+            &pod.uid,
+            plan.explicit_audience.as_deref(),
+        );
+        match tokio::time::timeout_at(deadline, request).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(e)) => Err(MountError::TokenRequest(e)),
+            Err(_) => Err(MountError::Deadline("requesting a service-account token".into())),
+        }
     }
 
     async fn login(
         &self,
         client: &VaultClient,
         plan: &MountPlan,
+        identity: &Identity,
         deadline: Instant,
-    ) -> Result<crate::secret::SecretString, MountError> {
-        let sa_token = plan.token.as_ref().ok_or_else(|| MountError::NoToken {
-            audience: plan.effective_audience().to_string(),
-        })?;
-        let mount = plan.auth_mount.as_deref().unwrap_or(&self.vault.auth_mount);
+    ) -> Result<SecretString, MountError> {
+        let sa_token = self.service_account_token(plan, deadline).await?;
         let token = client
-            .login(mount, &plan.role, &sa_token.token, deadline)
+            .login(&identity.auth_mount, &plan.role, &sa_token, deadline)
             .await
             .map_err(|source| MountError::Login {
                 role: plan.role.clone(),
-                mount: mount.to_string(),
+                mount: identity.auth_mount.clone(),
                 source,
             })?;
+        self.tokens.put(identity.clone(), &token);
         Ok(token.token)
     }
 
@@ -81,7 +204,7 @@ impl Provider {
     async fn read_all(
         &self,
         client: &VaultClient,
-        token: &crate::secret::SecretString,
+        token: &SecretString,
         plan: &MountPlan,
         deadline: Instant,
     ) -> Result<Vec<Arc<SecretResponse>>, MountError> {
@@ -116,36 +239,33 @@ impl Provider {
             .map(|a| a.ok_or_else(|| MountError::Internal("a read produced no answer".into())))
             .collect()
     }
+}
 
-    fn respond(
-        &self,
-        plan: &MountPlan,
-        answers: &[Arc<SecretResponse>],
-    ) -> Result<MountResponse, MountError> {
-        let mut files = Vec::with_capacity(plan.objects.len());
-        let mut versions = Vec::with_capacity(plan.objects.len());
-        for object in &plan.objects {
-            let answer = answers
-                .get(object.read)
-                .ok_or_else(|| MountError::Internal("object refers to a missing read".into()))?;
-            let content = render::render(object, answer).map_err(|source| MountError::Render {
-                object: object.name.clone(),
-                source,
-            })?;
-            versions.push(ObjectVersion {
-                id: object.name.clone(),
-                version: self.versions.version(&object.config, content.expose()),
-            });
-            files.push(File {
-                path: object.name.clone(),
-                mode: object.mode as i32,
-                contents: content.expose().to_vec(),
-            });
-        }
-        Ok(MountResponse {
-            object_version: versions,
-            error: None,
-            files,
-        })
+/// Renders every object and versions it: the complete answer.
+fn respond(plan: &MountPlan, answers: &[Arc<SecretResponse>], key: &VersionKey) -> Result<MountResponse, MountError> {
+    let mut files = Vec::with_capacity(plan.objects.len());
+    let mut versions = Vec::with_capacity(plan.objects.len());
+    for object in &plan.objects {
+        let answer = answers
+            .get(object.read)
+            .ok_or_else(|| MountError::Internal("object refers to a missing read".into()))?;
+        let content = render::render(object, answer).map_err(|source| MountError::Render {
+            object: object.name.clone(),
+            source,
+        })?;
+        versions.push(ObjectVersion {
+            id: object.name.clone(),
+            version: key.version(&object.config, content.expose()),
+        });
+        files.push(File {
+            path: object.name.clone(),
+            mode: object.mode as i32,
+            contents: content.expose().to_vec(),
+        });
     }
+    Ok(MountResponse {
+        object_version: versions,
+        error: None,
+        files,
+    })
 }

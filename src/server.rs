@@ -105,15 +105,10 @@ pub async fn run(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let versions = crate::keys::load(&settings)?;
-    let provider = Arc::new(Provider::new(
-        settings.vault.clone(),
-        settings.parallel_reads,
-        versions,
-    ));
-    let service = CsiDriverProviderServer::new(Service::new(provider, settings.default_deadline))
-        .max_decoding_message_size(4 * 1024 * 1024)
-        .max_encoding_message_size(usize::MAX);
+    let provider = Arc::new(Provider::from_settings(
+        &settings,
+        &crate::settings::process_env,
+    )?);
 
     let mut bound = Vec::new();
     for path in &settings.endpoints {
@@ -143,15 +138,21 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let mut files = Vec::new();
     for (file, listener) in bound {
-        tracing::info!(socket = %file.path.display(), "serving provider API");
-        tokio::spawn(accept_loop(
-            listener,
-            service.clone(),
-            tracker.clone(),
-            stop_rx.clone(),
-        ));
+        let audience = crate::service::default_audience_for(&file.path);
+        let service = CsiDriverProviderServer::new(Service::new(
+            provider.clone(),
+            settings.default_deadline,
+            audience,
+        ))
+        .max_decoding_message_size(4 * 1024 * 1024)
+        .max_encoding_message_size(usize::MAX);
+        tracing::info!(socket = %file.path.display(), default_audience = audience, "serving provider API");
+        tokio::spawn(accept_loop(listener, service, tracker.clone(), stop_rx.clone()));
         files.push(file);
     }
+    // Load the object-version key now, not at the first Mount.
+    let warm = provider.clone();
+    tokio::spawn(async move { warm.warm_up().await });
 
     shutdown.await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new connections, draining in-flight mounts");

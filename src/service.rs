@@ -18,14 +18,26 @@ pub const RUNTIME_NAME: &str = "vault-csi-provider";
 pub struct Service {
     provider: Arc<Provider>,
     default_deadline: Duration,
+    default_audience: &'static str,
 }
 
 impl Service {
-    pub fn new(provider: Arc<Provider>, default_deadline: Duration) -> Self {
+    /// `default_audience`: the token audience for classes that set none on this socket.
+    pub fn new(provider: Arc<Provider>, default_deadline: Duration, default_audience: &'static str) -> Self {
         Service {
             provider,
             default_deadline,
+            default_audience,
         }
+    }
+}
+
+/// The default audience of a socket: `openbao` on `openbao.sock` (as the OpenBao fork
+/// defaults), `vault` everywhere else.
+pub fn default_audience_for(socket: &std::path::Path) -> &'static str {
+    match socket.file_stem().and_then(|s| s.to_str()) {
+        Some("openbao") => "openbao",
+        _ => crate::plan::DEFAULT_AUDIENCE,
     }
 }
 
@@ -94,7 +106,8 @@ impl CsiDriverProvider for Service {
         drop(attrs);
         let started = std::time::Instant::now();
         let provider = self.provider.clone();
-        let work = async move { provider.mount(&request, deadline).await };
+        let audience = self.default_audience;
+        let work = async move { provider.mount(&request, audience, deadline).await };
         let outcome =
             tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(work).catch_unwind())
                 .instrument(span.clone())

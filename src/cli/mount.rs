@@ -94,6 +94,7 @@ const SHARED: &[&str] = &[
     "log-level",
     "log-format",
     "hmac-key-file",
+    "hmac-secret-name",
 ];
 
 fn all_flags() -> Vec<Flag> {
@@ -359,15 +360,13 @@ pub fn main(args: &[String]) -> i32 {
         match parsed.get("socket").filter(|s| !s.is_empty()) {
             Some(socket) => call_socket(Path::new(socket), request, timeout).await,
             None => {
-                let versions = crate::keys::load(&settings)
-                    .map_err(|e| tonic::Status::invalid_argument(format!("{e:#}")))?;
-                let provider = crate::provider::Provider::new(
-                    settings.vault.clone(),
-                    settings.parallel_reads,
-                    versions,
-                );
+                let provider =
+                    crate::provider::Provider::from_settings(&settings, &settings::process_env)
+                        .map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
                 let deadline = tokio::time::Instant::now() + timeout;
-                match tokio::time::timeout_at(deadline, provider.mount(&request, deadline)).await {
+                let audience = crate::plan::DEFAULT_AUDIENCE;
+                let work = provider.mount(&request, audience, deadline);
+                match tokio::time::timeout_at(deadline, work).await {
                     Ok(r) => r.map_err(|e| e.to_status()),
                     Err(_) => Err(tonic::Status::deadline_exceeded(
                         "the mount did not finish within -timeout",

@@ -20,6 +20,7 @@ fn plan_with(map: serde_json::Map<String, Value>, secrets: &str) -> Result<Mount
         attributes: &attributes,
         secrets,
         permission: "420",
+        default_audience: DEFAULT_AUDIENCE,
     })
 }
 
@@ -37,7 +38,8 @@ fn pod_and_role_are_read() {
     assert_eq!(p.pod.namespace, "default");
     assert_eq!(p.pod.service_account, "web");
     assert_eq!(p.class_name, "web-secrets");
-    assert_eq!(p.effective_audience(), "vault");
+    assert_eq!(p.audience, "vault");
+    assert_eq!(p.explicit_audience, None);
     assert_eq!(p.objects[0].mode, 0o644);
     assert_eq!(p.objects[0].secret_key.as_deref(), Some("k"));
 }
@@ -92,7 +94,7 @@ fn file_permission_forms() {
     let p = parse(&RawMount {
         attributes: &attributes,
         secrets: "{}",
-        permission: "384",
+        permission: "384", default_audience: "vault",
     })
     .unwrap();
     assert_eq!(p.objects[0].mode, 0o600);
@@ -100,7 +102,7 @@ fn file_permission_forms() {
         parse(&RawMount {
             attributes: &attributes,
             secrets: "{}",
-            permission: "x"
+            permission: "x", default_audience: "vault"
         })
         .is_err()
     );
@@ -108,7 +110,7 @@ fn file_permission_forms() {
         parse(&RawMount {
             attributes: &attributes,
             secrets: "{}",
-            permission: "4096"
+            permission: "4096", default_audience: "vault"
         })
         .is_err()
     );
@@ -233,7 +235,7 @@ fn request_errors_name_what_to_fix() {
         let e = parse(&RawMount {
             attributes: bad,
             secrets: "{}",
-            permission: "420",
+            permission: "420", default_audience: "vault",
         })
         .unwrap_err();
         assert!(
@@ -252,6 +254,7 @@ fn request_errors_name_what_to_fix() {
         attributes: &attributes,
         secrets: "nope",
         permission: "420",
+        default_audience: DEFAULT_AUDIENCE,
     })
     .unwrap_err();
     assert!(matches!(

@@ -4,9 +4,7 @@
 //! shared by every Mount ([`ClientPool`]); a [`VaultClient`] is that pool plus an address,
 //! a namespace and retry settings.
 
-mod tls;
-
-pub use tls::install_crypto_provider;
+pub use crate::tls::install_crypto_provider;
 
 use crate::plan::{ConnectionOverrides, ReadSpec};
 use crate::response::SecretResponse;
@@ -41,6 +39,12 @@ pub enum VaultError {
     Deadline { what: String },
     #[error("cannot set up the connection to Vault: {0}")]
     Setup(String),
+    #[error("TLS with Vault at {address} failed: {detail}{hint}")]
+    Tls {
+        address: String,
+        detail: String,
+        hint: &'static str,
+    },
 }
 
 impl VaultError {
@@ -158,7 +162,7 @@ fn build_http(socket: Option<&str>, tls: &TlsSettings) -> Result<reqwest::Client
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .tls_backend_preconfigured(tls::client_config(tls)?);
+        .tls_backend_preconfigured(crate::tls::client_config(tls).map_err(VaultError::Setup)?);
     if let Some(path) = socket {
         builder = builder.unix_socket(path);
     }
@@ -354,10 +358,21 @@ impl VaultClient {
                         detail: format!("larger than {MAX_BODY} bytes"),
                     });
                 }
-                Ok(Err(BodyError::Http(e))) => VaultError::Unreachable {
-                    address: self.address.clone(),
-                    detail: error_chain(&e),
-                },
+                Ok(Err(BodyError::Http(e))) => {
+                    let detail = error_chain(&e);
+                    // A certificate problem will only fail again: no retry, not UNAVAILABLE.
+                    if let Some(hint) = tls_hint(&detail) {
+                        return Err(VaultError::Tls {
+                            address: self.address.clone(),
+                            detail,
+                            hint,
+                        });
+                    }
+                    VaultError::Unreachable {
+                        address: self.address.clone(),
+                        detail,
+                    }
+                }
                 Ok(Ok((status, body))) => {
                     let retry = status.is_server_error()
                         && status != reqwest::StatusCode::NOT_IMPLEMENTED
@@ -467,6 +482,17 @@ fn vault_errors(body: &[u8]) -> Option<String> {
         .take(5)
         .collect();
     (!texts.is_empty()).then(|| texts.join("; "))
+}
+
+/// What to change when a TLS handshake failed for a reason that will not go away.
+fn tls_hint(detail: &str) -> Option<&'static str> {
+    if detail.contains("invalid peer certificate") {
+        Some(" (check the CA: vaultCACertPath, vaultCADirectory or -vault-tls-ca-cert; and the name: vaultTLSServerName)")
+    } else if detail.contains("received fatal alert") {
+        Some(" (Vault refused the handshake: does it require a client certificate? set vaultTLSClientCertPath and vaultTLSClientKeyPath)")
+    } else {
+        None
+    }
 }
 
 /// An error and its causes, deduplicated, for messages.

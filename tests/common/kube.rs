@@ -1,6 +1,9 @@
-//! A stand-in for the Kubernetes API server, implementing only what is called here
-//! (TokenReview, for OpenBao's kubernetes auth), with the real paths, status codes and
-//! bodies, recording what it was asked.
+//! A stand-in for the Kubernetes API server, implementing only what is called here, with the
+//! real paths, status codes and bodies, recording what it was asked:
+//! - TokenReview (OpenBao's kubernetes auth verifies pod tokens with it);
+//! - TokenRequest (the provider asks for a pod's token when the driver sent none);
+//! - Secret get and create (the key of object versions), with AlreadyExists on a race.
+//! The provider reaches it through `KUBECONFIG`, as it would reach a cluster.
 
 use super::tokens;
 use bytes::Bytes;
@@ -12,12 +15,23 @@ use std::sync::{Arc, Mutex};
 
 /// The bearer token OpenBao presents when it calls TokenReview.
 pub const REVIEWER_TOKEN: &str = "reviewer-token-for-tests";
+/// The bearer token the provider presents (written into the kubeconfig).
+pub const PROVIDER_TOKEN: &str = "provider-token-for-tests";
+/// The namespace the provider runs in.
+pub const PROVIDER_NAMESPACE: &str = "csi";
 /// Audience of tokens that name no other.
 pub const API_AUDIENCE: &str = tokens::ISSUER;
 
 #[derive(Default)]
 pub struct Recorded {
     pub requests: Vec<(String, String, Value)>,
+    /// Secrets by (namespace, name).
+    pub secrets: std::collections::BTreeMap<(String, String), Value>,
+    /// Answer TokenRequests with 403, as without the RBAC.
+    pub deny_token_requests: bool,
+    /// Hold Secret GETs until this many have arrived (to force a create race).
+    pub secret_get_barrier: usize,
+    pub secret_gets_waiting: usize,
 }
 
 pub struct KubeApi {
@@ -57,6 +71,29 @@ impl KubeApi {
             recorded,
             task,
         }
+    }
+
+    /// A kubeconfig pointing at this stand-in, with the provider's token and namespace.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: provider\n    namespace: {PROVIDER_NAMESPACE}\nusers:\n- name: provider\n  user:\n    token: {PROVIDER_TOKEN}\n",
+            self.url
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Requests whose path contains `path_part`, with their bodies.
+    pub fn requests(&self, method: &str, path_part: &str) -> Vec<Value> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(m, p, _)| m == method && p.contains(path_part))
+            .map(|(_, _, b)| b.clone())
+            .collect()
     }
 
     pub fn count(&self, path_part: &str) -> usize {
@@ -112,6 +149,48 @@ async fn handle(
             StatusCode::UNAUTHORIZED,
             status_body(401, "Unauthorized", "Unauthorized"),
         ));
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if bearer.as_deref() == Some(PROVIDER_TOKEN) {
+        match (method.as_str(), segments.as_slice()) {
+            ("POST", ["api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"]) => {
+                if rec.lock().unwrap().deny_token_requests {
+                    let msg = format!(
+                        "serviceaccounts \"{sa}\" is forbidden: User \"system:serviceaccount:{PROVIDER_NAMESPACE}:vault-csi-provider\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"{ns}\""
+                    );
+                    return Ok(reply(StatusCode::FORBIDDEN, status_body(403, "Forbidden", &msg)));
+                }
+                return Ok(token_request(ns, sa, &body));
+            }
+            ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
+                wait_barrier(&rec).await;
+                let found = rec.lock().unwrap().secrets.get(&(ns.to_string(), name.to_string())).cloned();
+                return Ok(match found {
+                    Some(secret) => reply(StatusCode::OK, secret),
+                    None => reply(
+                        StatusCode::NOT_FOUND,
+                        status_body(404, "NotFound", &format!("secrets \"{name}\" not found")),
+                    ),
+                });
+            }
+            ("POST", ["api", "v1", "namespaces", ns, "secrets"]) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let mut r = rec.lock().unwrap();
+                let key = (ns.to_string(), name.clone());
+                if r.secrets.contains_key(&key) {
+                    return Ok(reply(
+                        StatusCode::CONFLICT,
+                        status_body(409, "AlreadyExists", &format!("secrets \"{name}\" already exists")),
+                    ));
+                }
+                let mut stored = body.clone();
+                stored["metadata"]["namespace"] = json!(ns);
+                stored["metadata"]["uid"] = json!(format!("uid-{name}"));
+                r.secrets.insert(key, stored.clone());
+                return Ok(reply(StatusCode::CREATED, stored));
+            }
+            _ => {}
+        }
     }
     if method == "POST" && path == "/apis/authentication.k8s.io/v1/tokenreviews" {
         if bearer.as_deref() != Some(REVIEWER_TOKEN) {
@@ -184,4 +263,56 @@ fn token_review(body: &Value) -> Value {
             }
         }
     })
+}
+
+async fn wait_barrier(rec: &Arc<Mutex<Recorded>>) {
+    {
+        let mut r = rec.lock().unwrap();
+        if r.secret_get_barrier == 0 {
+            return;
+        }
+        r.secret_gets_waiting += 1;
+    }
+    for _ in 0..200 {
+        {
+            let mut r = rec.lock().unwrap();
+            if r.secret_gets_waiting >= r.secret_get_barrier {
+                r.secret_get_barrier = 0;
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// What the API server answers to a TokenRequest: a token for the service account, bound
+/// to the pod named in boundObjectRef, for the audiences asked (the API's own by default).
+fn token_request(ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
+    let spec = &body["spec"];
+    let bound = &spec["boundObjectRef"];
+    let audiences: Vec<String> = match spec["audiences"].as_array() {
+        Some(a) if !a.is_empty() => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        _ => vec![API_AUDIENCE.to_string()],
+    };
+    let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600);
+    let claims = tokens::Claims {
+        namespace: ns.to_string(),
+        service_account: sa.to_string(),
+        sa_uid: format!("sa-uid-{sa}"),
+        pod_name: bound["name"].as_str().unwrap_or("").to_string(),
+        pod_uid: bound["uid"].as_str().unwrap_or("").to_string(),
+        audience: audiences[0].clone(),
+        expires: tokens::now() + seconds,
+    };
+    let jwt = tokens::sign(&claims);
+    reply(
+        StatusCode::CREATED,
+        json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"name": sa, "namespace": ns},
+            "spec": spec,
+            "status": {"token": jwt, "expirationTimestamp": "2099-01-01T00:00:00Z"},
+        }),
+    )
 }

@@ -76,11 +76,17 @@ impl OpenBao {
     }
 
     pub async fn start_with(extra: &[&str]) -> OpenBao {
+        Self::start_config(extra, "").await
+    }
+
+    /// Starts with extra arguments and extra configuration (listeners, ...). With
+    /// `-dev-tls` the dev listener speaks TLS (`-dev-tls-cert-dir` holds its CA).
+    pub async fn start_config(extra: &[&str], config: &str) -> OpenBao {
         vault_csi_provider::vault::install_crypto_provider();
         let mut last_log = String::new();
         // A port picked free can be taken before OpenBao binds it: try a few.
         for _ in 0..3 {
-            match Self::try_start(extra).await {
+            match Self::try_start(extra, config).await {
                 Ok(bao) => return bao,
                 Err(log) => last_log = log,
             }
@@ -88,11 +94,13 @@ impl OpenBao {
         panic!("OpenBao did not start:\n{last_log}");
     }
 
-    async fn try_start(extra: &[&str]) -> Result<OpenBao, String> {
+    async fn try_start(extra: &[&str], extra_config: &str) -> Result<OpenBao, String> {
         let bin = bao_binary();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port_pair();
-        let addr = format!("http://127.0.0.1:{port}");
+        let tls = extra.iter().any(|a| a.starts_with("-dev-tls"));
+        let scheme = if tls { "https" } else { "http" };
+        let addr = format!("{scheme}://127.0.0.1:{port}");
         let log_path = dir.path().join("bao.log");
         let log = std::fs::File::create(&log_path).unwrap();
         // Audit devices can only be declared in configuration; every test server has one.
@@ -100,7 +108,7 @@ impl OpenBao {
         std::fs::write(
             &config,
             format!(
-                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                "audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n{extra_config}\n",
                 dir.path().join("audit.log").display()
             ),
         )
@@ -124,7 +132,11 @@ impl OpenBao {
             child,
             addr,
             dir,
-            http: reqwest::Client::new(),
+            // The test's own admin client; the provider's TLS is what the tests check.
+            http: reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
         };
         let start = Instant::now();
         loop {
@@ -154,11 +166,25 @@ impl OpenBao {
     }
 
     pub async fn api_status(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_ns_status("", method, path, body).await
+    }
+
+    /// Calls the API inside Vault namespace `ns`; panics on an error status.
+    pub async fn api_ns(&self, ns: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.api_ns_status(ns, method, path, body).await;
+        assert!(status < 300, "[{ns}] {method} {path} -> {status}: {v}");
+        v
+    }
+
+    pub async fn api_ns_status(&self, ns: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut req = self
             .http
             .request(method.parse().unwrap(), url)
             .header("X-Vault-Token", ROOT_TOKEN);
+        if !ns.is_empty() {
+            req = req.header("X-Vault-Namespace", ns);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -187,36 +213,33 @@ impl OpenBao {
 
     /// jwt auth at `mount`, verifying tokens signed by the test signer.
     pub async fn enable_jwt(&self, mount: &str) {
-        self.write(&format!("sys/auth/{mount}"), json!({"type": "jwt"}))
-            .await;
-        self.write(
-            &format!("auth/{mount}/config"),
-            json!({ "jwt_validation_pubkeys": [tokens::public_key_pem()] }),
-        )
-        .await;
+        self.enable_jwt_in("", mount).await;
+    }
+
+    pub async fn enable_jwt_in(&self, ns: &str, mount: &str) {
+        let enable = json!({"type": "jwt"});
+        self.api_ns(ns, "PUT", &format!("sys/auth/{mount}"), Some(enable)).await;
+        let config = json!({ "jwt_validation_pubkeys": [tokens::public_key_pem()] });
+        self.api_ns(ns, "PUT", &format!("auth/{mount}/config"), Some(config)).await;
     }
 
     /// A jwt role binding one service account, with the given policies.
-    pub async fn jwt_role(
-        &self,
-        mount: &str,
-        role: &str,
-        namespace: &str,
-        sa: &str,
-        policies: &[&str],
-    ) {
-        self.write(
-            &format!("auth/{mount}/role/{role}"),
-            json!({
-                "role_type": "jwt",
-                "bound_audiences": ["vault"],
-                "user_claim": "sub",
-                "bound_subject": format!("system:serviceaccount:{namespace}:{sa}"),
-                "token_policies": policies,
-                "token_ttl": "1h",
-            }),
-        )
-        .await;
+    pub async fn jwt_role(&self, mount: &str, role: &str, namespace: &str, sa: &str, policies: &[&str]) {
+        let r = JwtRole { mount, role, namespace, sa, policies, audience: "vault" };
+        self.jwt_role_in("", &r).await;
+    }
+
+    /// A jwt role in Vault namespace `ns`.
+    pub async fn jwt_role_in(&self, ns: &str, r: &JwtRole<'_>) {
+        let body = json!({
+            "role_type": "jwt",
+            "bound_audiences": [r.audience],
+            "user_claim": "sub",
+            "bound_subject": format!("system:serviceaccount:{}:{}", r.namespace, r.sa),
+            "token_policies": r.policies,
+            "token_ttl": "1h",
+        });
+        self.api_ns(ns, "PUT", &format!("auth/{}/role/{}", r.mount, r.role), Some(body)).await;
     }
 
     /// kubernetes auth at `mount`, reviewing tokens with the stand-in API at `kube_url`.
@@ -287,6 +310,16 @@ impl Drop for OpenBao {
     }
 }
 
+/// A jwt auth role for one service account.
+pub struct JwtRole<'a> {
+    pub mount: &'a str,
+    pub role: &'a str,
+    pub namespace: &'a str,
+    pub sa: &'a str,
+    pub policies: &'a [&'a str],
+    pub audience: &'a str,
+}
+
 /// The provider binary serving a socket, killed on drop.
 pub struct ProviderProcess {
     pub child: Child,
@@ -328,6 +361,14 @@ impl ProviderProcess {
         let health = format!("127.0.0.1:{port}");
         let log = dir.path().join("provider.log");
         let mut cmd = Command::new(provider_binary());
+        // Versions need a key: without a Kubernetes API (no KUBECONFIG given), use a file.
+        let uses_kube = env.iter().any(|(k, _)| *k == "KUBECONFIG");
+        let sets_key = extra.iter().any(|a| a.contains("hmac"));
+        if !uses_kube && !sets_key {
+            let key = dir.path().join("hmac.key");
+            std::fs::write(&key, format!("test-object-version-key-{}", rand_suffix())).unwrap();
+            cmd.arg(format!("-hmac-key-file={}", key.display()));
+        }
         cmd.arg(format!("-endpoint={}", socket.display()))
             .arg(format!("-health-addr={health}"))
             .arg("-log-level=trace");
@@ -339,6 +380,9 @@ impl ProviderProcess {
             .env_remove("VAULT_AGENT_ADDR")
             .env_remove("VAULT_NAMESPACE")
             .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env("HOME", dir.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

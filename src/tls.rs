@@ -1,0 +1,230 @@
+//! TLS client configuration with rustls (ring), shared by the Vault and Kubernetes clients:
+//! CA certificates (or the system roots), a server name to verify instead of the host, a
+//! client certificate, and skip-verify.
+
+use crate::settings::TlsSettings;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where trusted CA certificates come from.
+pub enum Roots {
+    System,
+    Certs(Vec<CertificateDer<'static>>),
+}
+
+/// A client identity for mutual TLS.
+pub struct ClientIdentity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// Makes ring the process-wide rustls provider (reqwest asks for one even when handed a
+/// ready configuration). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The rustls configuration for Vault from one TLS setting (files named in settings).
+pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
+    let roots = if let Some(file) = &tls.ca_cert {
+        Roots::Certs(read_certs(file, "CA file")?)
+    } else if let Some(dir) = &tls.ca_directory {
+        Roots::Certs(read_cert_dir(dir)?)
+    } else {
+        Roots::System
+    };
+    let identity = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity {
+            certs: read_certs(cert, "client certificate")?,
+            key: PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("reading client key {}: {e}", key.display()))?,
+        }),
+        (None, None) => None,
+        _ => return Err("a client certificate needs both a certificate and a key file".into()),
+    };
+    build(roots, tls.server_name.as_deref(), identity, tls.skip_verify)
+}
+
+/// Parses PEM certificates from memory.
+pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what} is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what} holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// Parses a PEM private key from memory.
+pub fn key_from_pem(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("{what} is not a PEM private key: {e}"))
+}
+
+/// A rustls client configuration offering HTTP/2 and HTTP/1.1.
+pub fn build(
+    roots: Roots,
+    server_name: Option<&str>,
+    identity: Option<ClientIdentity>,
+    skip_verify: bool,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if skip_verify {
+        Arc::new(NoVerification(provider))
+    } else {
+        let mut store = RootCertStore::empty();
+        let certs = match roots {
+            Roots::System => rustls_native_certs::load_native_certs().certs,
+            Roots::Certs(c) => c,
+        };
+        for cert in certs {
+            store
+                .add(cert)
+                .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+            .build()
+            .map_err(|e| format!("TLS: {e}"))?;
+        match server_name {
+            Some(name) => {
+                let name = ServerName::try_from(name.to_string())
+                    .map_err(|_| format!("TLS server name {name:?} is not a DNS name or IP address"))?;
+                Arc::new(NameOverride { inner: webpki, name })
+            }
+            None => webpki,
+        }
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.certs, id.key)
+            .map_err(|e| format!("client certificate and key do not fit together: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))?;
+    certs_from_pem(&bytes, &format!("{what} {}", path.display()))
+}
+
+fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("reading CA directory {}: {e}", dir.display()))?;
+    let mut certs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file()
+            && let Ok(bytes) = std::fs::read(&path)
+        {
+            certs.extend(CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok));
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("CA directory {} holds no PEM certificate", dir.display()));
+    }
+    Ok(certs)
+}
+
+/// Verifies the certificate against a configured name instead of the connection's host.
+#[derive(Debug)]
+struct NameOverride {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NameOverride {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Skip-verify: any certificate is accepted, handshake signatures are still checked.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
