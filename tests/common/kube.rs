@@ -163,8 +163,9 @@ async fn handle(
                 return Ok(token_request(ns, sa, &body));
             }
             ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
-                wait_barrier(&rec).await;
+                // Look first, then wait: racing readers all see the state before any create.
                 let found = rec.lock().unwrap().secrets.get(&(ns.to_string(), name.to_string())).cloned();
+                wait_barrier(&rec).await;
                 return Ok(match found {
                     Some(secret) => reply(StatusCode::OK, secret),
                     None => reply(

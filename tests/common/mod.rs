@@ -5,6 +5,7 @@
 //! Tests needing OpenBao fail (never skip) when it is missing: run `scripts/setup.sh`.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod fake_vault;
 pub mod kube;
 pub mod tokens;
@@ -258,25 +259,30 @@ impl OpenBao {
         .await;
     }
 
-    pub async fn kubernetes_role(
+    pub async fn kubernetes_role(&self, mount: &str, role: &str, namespace: &str, sa: &str, policies: &[&str]) {
+        self.kubernetes_role_aud(mount, role, namespace, sa, policies, Some("vault")).await;
+    }
+
+    /// A kubernetes auth role; with `audience` OpenBao asks TokenReview for that audience.
+    pub async fn kubernetes_role_aud(
         &self,
         mount: &str,
         role: &str,
         namespace: &str,
         sa: &str,
         policies: &[&str],
+        audience: Option<&str>,
     ) {
-        self.write(
-            &format!("auth/{mount}/role/{role}"),
-            json!({
-                "bound_service_account_names": [sa],
-                "bound_service_account_namespaces": [namespace],
-                "audience": "vault",
-                "token_policies": policies,
-                "token_ttl": "1h",
-            }),
-        )
-        .await;
+        let mut body = json!({
+            "bound_service_account_names": [sa],
+            "bound_service_account_namespaces": [namespace],
+            "token_policies": policies,
+            "token_ttl": "1h",
+        });
+        if let Some(a) = audience {
+            body["audience"] = json!(a);
+        }
+        self.write(&format!("auth/{mount}/role/{role}"), body).await;
     }
 
     /// Request lines of the audit log whose path matches `pred`.
