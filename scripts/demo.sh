@@ -57,12 +57,17 @@ printf '%s.%s.%s' "$header" "$payload" "$signature" >"$WORK/token"
 
 SOCKET="$WORK/providers/vault.sock"
 echo "==> starting the provider on $SOCKET"
-"$PROVIDER" -endpoint="$SOCKET" -health-addr=127.0.0.1:0 -vault-addr="$BAO_ADDR" >"$WORK/provider.log" 2>&1 &
+# No Kubernetes API here: the object-version key comes from a file (in a cluster, from a Secret).
+openssl rand -hex 32 >"$WORK/hmac.key"
+"$PROVIDER" -endpoint="$SOCKET" -health-addr=127.0.0.1:0 -vault-addr="$BAO_ADDR" \
+  -hmac-key-file="$WORK/hmac.key" >"$WORK/provider.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
 [ -S "$SOCKET" ] || { cat "$WORK/provider.log"; exit 1; }
 
 echo "==> mounting deploy/examples/demo-class.yaml through the socket"
+"$PROVIDER" mount -class deploy/examples/demo-class.yaml -token-file "$WORK/token" \
+  -socket "$SOCKET"
 "$PROVIDER" mount -class deploy/examples/demo-class.yaml -token-file "$WORK/token" \
   -socket "$SOCKET" -out "$WORK/volume"
 echo

@@ -71,7 +71,10 @@ impl TokenCache {
             // Drop the entry that expires first (never-expiring ones last).
             if let Some(victim) = entries
                 .iter()
-                .min_by_key(|(_, e)| e.reuse_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(u32::MAX as u64)))
+                .min_by_key(|(_, e)| {
+                    e.reuse_until
+                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(u32::MAX as u64))
+                })
                 .map(|(k, _)| k.clone())
             {
                 entries.remove(&victim);
@@ -87,7 +90,10 @@ impl TokenCache {
     }
 
     pub fn remove(&self, id: &Identity) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     pub fn len(&self) -> usize {
@@ -147,7 +153,10 @@ mod tests {
         c.put(id("b"), &token("b", 1000));
         c.put(id("c"), &token("c", 1000));
         assert_eq!(c.len(), 2);
-        assert!(c.get(&id("a")).is_none(), "the soonest to expire went first");
+        assert!(
+            c.get(&id("a")).is_none(),
+            "the soonest to expire went first"
+        );
         let off = TokenCache::new(0);
         off.put(id("a"), &token("a", 100));
         assert!(off.get(&id("a")).is_none());

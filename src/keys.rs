@@ -21,7 +21,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Reads a key file: at least 16 bytes, surrounding whitespace ignored.
 pub fn from_file(path: &Path) -> anyhow::Result<VersionKey> {
     use anyhow::Context;
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read -hmac-key-file {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read -hmac-key-file {}", path.display()))?;
     let trimmed = bytes.trim_ascii();
     anyhow::ensure!(
         trimmed.len() >= 16,
@@ -34,7 +35,10 @@ pub fn from_file(path: &Path) -> anyhow::Result<VersionKey> {
 
 enum State {
     Loaded(VersionKey),
-    Missing { retry_at: Option<Instant>, warned: bool },
+    Missing {
+        retry_at: Option<Instant>,
+        warned: bool,
+    },
 }
 
 /// Where the key comes from, and the key once had.
@@ -71,16 +75,23 @@ impl KeySource {
         let mut state = self.state.lock().await;
         let warned = match &*state {
             State::Loaded(k) => return k.clone(),
-            State::Missing { retry_at: Some(t), .. } if Instant::now() < *t => return VersionKey::none(),
+            State::Missing {
+                retry_at: Some(t), ..
+            } if Instant::now() < *t => return VersionKey::none(),
             State::Missing { warned, .. } => *warned,
         };
         let outcome = match &self.kube {
-            None => Err("no Kubernetes API configuration (in-cluster service account or KUBECONFIG)".to_string()),
-            Some(kube) => match tokio::time::timeout(Duration::from_secs(10), self.load(kube)).await {
-                Ok(Ok(k)) => Ok(k),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("the Kubernetes API did not answer within 10s".to_string()),
-            },
+            None => Err(
+                "no Kubernetes API configuration (in-cluster service account or KUBECONFIG)"
+                    .to_string(),
+            ),
+            Some(kube) => {
+                match tokio::time::timeout(Duration::from_secs(10), self.load(kube)).await {
+                    Ok(Ok(k)) => Ok(k),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the Kubernetes API did not answer within 10s".to_string()),
+                }
+            }
         };
         match outcome {
             Ok(key) => {
@@ -111,7 +122,10 @@ impl KeySource {
         }
         let mut fresh = vec![0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut fresh[..]);
-        if kube.create_secret(&self.secret_name, DATA_KEY, &fresh).await? {
+        if kube
+            .create_secret(&self.secret_name, DATA_KEY, &fresh)
+            .await?
+        {
             tracing::info!(secret = %self.secret_name, namespace = %kube.namespace, "created the object-version key Secret");
             return Ok(VersionKey::new(fresh));
         }

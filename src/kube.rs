@@ -16,7 +16,9 @@ const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// A failure talking to the Kubernetes API. Never carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error("no Kubernetes API configuration: run in a pod with a service account, or set KUBECONFIG")]
+    #[error(
+        "no Kubernetes API configuration: run in a pod with a service account, or set KUBECONFIG"
+    )]
     NoConfig,
     #[error("Kubernetes configuration {source_name}: {detail}")]
     Config { source_name: String, detail: String },
@@ -140,8 +142,10 @@ impl KubeConfig {
                 })?;
             return Self::from_kubeconfig(Path::new(file)).map(Some);
         }
-        if let (Some(host), Some(port)) = (env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT"))
-            && Path::new(IN_CLUSTER_DIR).join("token").exists()
+        if let (Some(host), Some(port)) = (
+            env("KUBERNETES_SERVICE_HOST"),
+            env("KUBERNETES_SERVICE_PORT"),
+        ) && Path::new(IN_CLUSTER_DIR).join("token").exists()
         {
             return Self::in_cluster(&host, &port).map(Some);
         }
@@ -160,14 +164,21 @@ impl KubeConfig {
             source_name: source_name.clone(),
             detail,
         };
-        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-        let server = url::Url::parse(&format!("https://{host}:{port}/")).map_err(|e| err(e.to_string()))?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let server =
+            url::Url::parse(&format!("https://{host}:{port}/")).map_err(|e| err(e.to_string()))?;
         let dir = Path::new(IN_CLUSTER_DIR);
-        let ca = std::fs::read(dir.join("ca.crt")).map_err(|e| err(format!("reading ca.crt: {e}")))?;
+        let ca =
+            std::fs::read(dir.join("ca.crt")).map_err(|e| err(format!("reading ca.crt: {e}")))?;
         let namespace = std::fs::read_to_string(dir.join("namespace"))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "default".into());
-        let roots = crate::tls::Roots::Certs(crate::tls::certs_from_pem(&ca, "ca.crt").map_err(err)?);
+        let roots =
+            crate::tls::Roots::Certs(crate::tls::certs_from_pem(&ca, "ca.crt").map_err(err)?);
         let tls = crate::tls::build(roots, None, None, false).map_err(err)?;
         Ok(KubeConfig {
             server,
@@ -188,7 +199,13 @@ impl KubeConfig {
         let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
         let raw: RawKubeconfig = serde_yaml_ng::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = file.parent().unwrap_or(Path::new("."));
-        let rel = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let find = |what: &str, name: &str| err(format!("{what} {name:?} is not defined"));
 
         let ctx = raw
@@ -217,7 +234,8 @@ impl KubeConfig {
             )));
         }
 
-        let mut server = url::Url::parse(&cluster.server).map_err(|e| err(format!("server {:?}: {e}", cluster.server)))?;
+        let mut server = url::Url::parse(&cluster.server)
+            .map_err(|e| err(format!("server {:?}: {e}", cluster.server)))?;
         if !server.path().ends_with('/') {
             let p = format!("{}/", server.path());
             server.set_path(&p);
@@ -227,15 +245,22 @@ impl KubeConfig {
                 .decode(s.trim())
                 .map_err(|_| err(format!("{what} is not base64")))
         };
-        let read = |p: &Path| std::fs::read(rel(p)).map_err(|e| err(format!("reading {}: {e}", rel(p).display())));
+        let read = |p: &Path| {
+            std::fs::read(rel(p)).map_err(|e| err(format!("reading {}: {e}", rel(p).display())))
+        };
 
-        let ca = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
+        let ca = match (
+            &cluster.certificate_authority_data,
+            &cluster.certificate_authority,
+        ) {
             (Some(d), _) => Some(b64(d, "certificate-authority-data")?),
             (None, Some(p)) => Some(read(p)?),
             (None, None) => None,
         };
         let roots = match ca {
-            Some(pem) => crate::tls::Roots::Certs(crate::tls::certs_from_pem(&pem, "certificate-authority").map_err(err)?),
+            Some(pem) => crate::tls::Roots::Certs(
+                crate::tls::certs_from_pem(&pem, "certificate-authority").map_err(err)?,
+            ),
             None => crate::tls::Roots::System,
         };
         let cert = match (&user.client_certificate_data, &user.client_certificate) {
@@ -254,7 +279,11 @@ impl KubeConfig {
                 key: crate::tls::key_from_pem(&k, "client-key").map_err(err)?,
             }),
             (None, None) => None,
-            _ => return Err(err("a client certificate needs both certificate and key".into())),
+            _ => {
+                return Err(err(
+                    "a client certificate needs both certificate and key".into()
+                ));
+            }
         };
         let tls = crate::tls::build(
             roots,
@@ -270,7 +299,11 @@ impl KubeConfig {
         };
         Ok(KubeConfig {
             server,
-            namespace: ctx.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()),
+            namespace: ctx
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
             credentials,
             tls,
             source_name,
@@ -330,20 +363,32 @@ impl KubeClient {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, action: &str) -> Result<(u16, Value), KubeError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        action: &str,
+    ) -> Result<(u16, Value), KubeError> {
         let url = self.server.join(path).map_err(|e| KubeError::BadAnswer {
             action: action.into(),
             detail: e.to_string(),
         })?;
-        let mut req = self.http.request(method, url).header("accept", "application/json");
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("accept", "application/json");
         if let Some(token) = self.bearer()
-            && let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            && let Ok(mut v) =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         {
             v.set_sensitive(true);
             req = req.header("authorization", v);
         }
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let resp = req.send().await.map_err(|e| KubeError::Unreachable {
             server: self.server.to_string(),
@@ -354,17 +399,29 @@ impl KubeClient {
             server: self.server.to_string(),
             detail: crate::vault::error_chain(&e),
         })?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     fn status_error(action: &str, status: u16, body: &Value, hint: &str) -> KubeError {
-        let message = body["message"].as_str().unwrap_or("no message").chars().take(500).collect();
+        let message = body["message"]
+            .as_str()
+            .unwrap_or("no message")
+            .chars()
+            .take(500)
+            .collect();
         KubeError::Status {
             action: action.to_string(),
             status,
             reason: body["reason"].as_str().unwrap_or("").to_string(),
             message,
-            hint: if status == 403 { hint.to_string() } else { String::new() },
+            hint: if status == 403 {
+                hint.to_string()
+            } else {
+                String::new()
+            },
         }
     }
 
@@ -385,9 +442,12 @@ impl KubeClient {
         if let Some(aud) = audience {
             spec["audiences"] = json!([aud]);
         }
-        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+        let body =
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
         let path = format!("api/v1/namespaces/{namespace}/serviceaccounts/{sa}/token");
-        let (status, answer) = self.call(reqwest::Method::POST, &path, Some(body), &action).await?;
+        let (status, answer) = self
+            .call(reqwest::Method::POST, &path, Some(body), &action)
+            .await?;
         if !(200..300).contains(&status) {
             return Err(Self::status_error(
                 &action,
@@ -407,16 +467,24 @@ impl KubeClient {
     }
 
     /// The bytes under `key` of Secret `name` in our namespace; `None` if it does not exist.
-    pub async fn get_secret_key(&self, name: &str, key: &str) -> Result<Option<Vec<u8>>, KubeError> {
+    pub async fn get_secret_key(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KubeError> {
         let action = format!("get Secret {}/{name}", self.namespace);
         let path = format!("api/v1/namespaces/{}/secrets/{name}", self.namespace);
-        let (status, answer) = self.call(reqwest::Method::GET, &path, None, &action).await?;
+        let (status, answer) = self
+            .call(reqwest::Method::GET, &path, None, &action)
+            .await?;
         match status {
             200 => {
-                let data = answer["data"][key].as_str().ok_or_else(|| KubeError::BadAnswer {
-                    action: action.clone(),
-                    detail: format!("data key {key:?} is missing"),
-                })?;
+                let data = answer["data"][key]
+                    .as_str()
+                    .ok_or_else(|| KubeError::BadAnswer {
+                        action: action.clone(),
+                        detail: format!("data key {key:?} is missing"),
+                    })?;
                 base64::engine::general_purpose::STANDARD
                     .decode(data)
                     .map(Some)
@@ -430,13 +498,21 @@ impl KubeClient {
                 &action,
                 s,
                 &answer,
-                &format!(" (the provider's service account needs RBAC: get on secrets named {name} in namespace {})", self.namespace),
+                &format!(
+                    " (the provider's service account needs RBAC: get on secrets named {name} in namespace {})",
+                    self.namespace
+                ),
             )),
         }
     }
 
     /// Creates an immutable Secret; `Ok(false)` when one of that name already exists.
-    pub async fn create_secret(&self, name: &str, key: &str, value: &[u8]) -> Result<bool, KubeError> {
+    pub async fn create_secret(
+        &self,
+        name: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Result<bool, KubeError> {
         let action = format!("create Secret {}/{name}", self.namespace);
         let body = json!({
             "apiVersion": "v1",
@@ -447,7 +523,9 @@ impl KubeClient {
             "data": {key: base64::engine::general_purpose::STANDARD.encode(value)},
         });
         let path = format!("api/v1/namespaces/{}/secrets", self.namespace);
-        let (status, answer) = self.call(reqwest::Method::POST, &path, Some(body), &action).await?;
+        let (status, answer) = self
+            .call(reqwest::Method::POST, &path, Some(body), &action)
+            .await?;
         match status {
             200..=299 => Ok(true),
             409 => Ok(false),
@@ -455,7 +533,10 @@ impl KubeClient {
                 &action,
                 s,
                 &answer,
-                &format!(" (the provider's service account needs RBAC: create on secrets in namespace {})", self.namespace),
+                &format!(
+                    " (the provider's service account needs RBAC: create on secrets in namespace {})",
+                    self.namespace
+                ),
             )),
         }
     }

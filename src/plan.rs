@@ -294,7 +294,10 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     let audience = explicit_audience
         .clone()
         .unwrap_or_else(|| raw.default_audience.to_string());
-    let token = match secrets.get(TOKENS_KEY).or_else(|| params.map.get(TOKENS_KEY)) {
+    let token = match secrets
+        .get(TOKENS_KEY)
+        .or_else(|| params.map.get(TOKENS_KEY))
+    {
         Some(text) if !text.is_empty() => find_token(text, &audience)?,
         _ => None,
     };

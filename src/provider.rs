@@ -41,7 +41,10 @@ impl Provider {
     /// Wires a provider from settings: Kubernetes access discovered from `env` (in-cluster
     /// service account, `KUBECONFIG`, `~/.kube/config`), the version key from
     /// `-hmac-key-file` or the `-hmac-secret-name` Secret.
-    pub fn from_settings(settings: &crate::settings::Settings, env: crate::settings::EnvLookup<'_>) -> anyhow::Result<Self> {
+    pub fn from_settings(
+        settings: &crate::settings::Settings,
+        env: crate::settings::EnvLookup<'_>,
+    ) -> anyhow::Result<Self> {
         let kube = match crate::kube::KubeConfig::discover(env)? {
             Some(config) => {
                 tracing::info!(api = %config.server, namespace = %config.namespace, from = %config.source_name, "Kubernetes API configured");
@@ -112,7 +115,10 @@ impl Provider {
             namespace: plan.pod.namespace.clone(),
             service_account: plan.pod.service_account.clone(),
             role: plan.role.clone(),
-            auth_mount: plan.auth_mount.clone().unwrap_or_else(|| self.vault.auth_mount.clone()),
+            auth_mount: plan
+                .auth_mount
+                .clone()
+                .unwrap_or_else(|| self.vault.auth_mount.clone()),
             connection: conn,
         };
 
@@ -140,7 +146,11 @@ impl Provider {
     }
 
     /// The pod's service-account token: the driver's, or one requested from Kubernetes.
-    async fn service_account_token(&self, plan: &MountPlan, deadline: Instant) -> Result<SecretString, MountError> {
+    async fn service_account_token(
+        &self,
+        plan: &MountPlan,
+        deadline: Instant,
+    ) -> Result<SecretString, MountError> {
         if let Some(t) = &plan.token {
             return Ok(t.token.clone());
         }
@@ -160,11 +170,15 @@ impl Provider {
             ("pod name", &pod.name),
         ] {
             if !crate::kube::valid_name(value) {
-                return Err(no_token(format!("and the driver sent no valid {what} to request one for")));
+                return Err(no_token(format!(
+                    "and the driver sent no valid {what} to request one for"
+                )));
             }
         }
         if pod.uid.is_empty() || pod.uid.len() > 128 {
-            return Err(no_token("and the driver sent no pod uid to request one for".into()));
+            return Err(no_token(
+                "and the driver sent no pod uid to request one for".into(),
+            ));
         }
         let request = kube.create_token(
             &pod.namespace,
@@ -176,7 +190,9 @@ impl Provider {
         match tokio::time::timeout_at(deadline, request).await {
             Ok(Ok(token)) => Ok(token),
             Ok(Err(e)) => Err(MountError::TokenRequest(e)),
-            Err(_) => Err(MountError::Deadline("requesting a service-account token".into())),
+            Err(_) => Err(MountError::Deadline(
+                "requesting a service-account token".into(),
+            )),
         }
     }
 
@@ -242,7 +258,11 @@ impl Provider {
 }
 
 /// Renders every object and versions it: the complete answer.
-fn respond(plan: &MountPlan, answers: &[Arc<SecretResponse>], key: &VersionKey) -> Result<MountResponse, MountError> {
+fn respond(
+    plan: &MountPlan,
+    answers: &[Arc<SecretResponse>],
+    key: &VersionKey,
+) -> Result<MountResponse, MountError> {
     let mut files = Vec::with_capacity(plan.objects.len());
     let mut versions = Vec::with_capacity(plan.objects.len());
     for object in &plan.objects {

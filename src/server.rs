@@ -147,7 +147,12 @@ pub async fn run(
         .max_decoding_message_size(4 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
         tracing::info!(socket = %file.path.display(), default_audience = audience, "serving provider API");
-        tokio::spawn(accept_loop(listener, service, tracker.clone(), stop_rx.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            service,
+            tracker.clone(),
+            stop_rx.clone(),
+        ));
         files.push(file);
     }
     // Load the object-version key now, not at the first Mount.

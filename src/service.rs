@@ -23,7 +23,11 @@ pub struct Service {
 
 impl Service {
     /// `default_audience`: the token audience for classes that set none on this socket.
-    pub fn new(provider: Arc<Provider>, default_deadline: Duration, default_audience: &'static str) -> Self {
+    pub fn new(
+        provider: Arc<Provider>,
+        default_deadline: Duration,
+        default_audience: &'static str,
+    ) -> Self {
         Service {
             provider,
             default_deadline,

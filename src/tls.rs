@@ -96,14 +96,20 @@ pub fn build(
             .map_err(|e| format!("TLS: {e}"))?;
         match server_name {
             Some(name) => {
-                let name = ServerName::try_from(name.to_string())
-                    .map_err(|_| format!("TLS server name {name:?} is not a DNS name or IP address"))?;
-                Arc::new(NameOverride { inner: webpki, name })
+                let name = ServerName::try_from(name.to_string()).map_err(|_| {
+                    format!("TLS server name {name:?} is not a DNS name or IP address")
+                })?;
+                Arc::new(NameOverride {
+                    inner: webpki,
+                    name,
+                })
             }
             None => webpki,
         }
     };
-    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(id.certs, id.key)
@@ -115,13 +121,14 @@ pub fn build(
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))?;
     certs_from_pem(&bytes, &format!("{what} {}", path.display()))
 }
 
 fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("reading CA directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading CA directory {}: {e}", dir.display()))?;
     let mut certs = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -132,7 +139,10 @@ fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         }
     }
     if certs.is_empty() {
-        return Err(format!("CA directory {} holds no PEM certificate", dir.display()));
+        return Err(format!(
+            "CA directory {} holds no PEM certificate",
+            dir.display()
+        ));
     }
     Ok(certs)
 }

@@ -29,7 +29,8 @@ async fn prepare(bao: &OpenBao, value: &str) {
     bao.policy("app", READ_ALL).await;
     bao.enable_jwt("jwt").await;
     bao.jwt_role("jwt", "app", "default", "app", &["app"]).await;
-    bao.write("secret/data/app", json!({"data": {"k": value}})).await;
+    bao.write("secret/data/app", json!({"data": {"k": value}}))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +38,11 @@ async fn tls_ca_file_directory_server_name_skip_verify_and_wrong_ca() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("dev-tls");
     std::fs::create_dir(&certs).unwrap();
-    let bao = OpenBao::start_with(&["-dev-tls", &format!("-dev-tls-cert-dir={}", certs.display())]).await;
+    let bao = OpenBao::start_with(&[
+        "-dev-tls",
+        &format!("-dev-tls-cert-dir={}", certs.display()),
+    ])
+    .await;
     prepare(&bao, "over-tls").await;
     let ca = certs.join("vault-ca.pem");
     let ca_dir = dir.path().join("ca-dir");
@@ -47,25 +52,47 @@ async fn tls_ca_file_directory_server_name_skip_verify_and_wrong_ca() {
     std::fs::write(&wrong, include_str!("fixtures/kube-ca.crt")).unwrap();
 
     // CA from the flag.
-    let p = ProviderProcess::start(&bao.addr, &[&format!("-vault-tls-ca-cert={}", ca.display())]).await;
+    let p = ProviderProcess::start(
+        &bao.addr,
+        &[&format!("-vault-tls-ca-cert={}", ca.display())],
+    )
+    .await;
     let c = p.client().await;
     let pod = Pod::new("default", "app");
-    assert_eq!(file_str(&c.mount(pod.request(class(json!({})))).await.unwrap(), "k"), "over-tls");
+    assert_eq!(
+        file_str(&c.mount(pod.request(class(json!({})))).await.unwrap(), "k"),
+        "over-tls"
+    );
     // A class's wrong CA wins over the flag's and fails, naming the certificate problem.
     let err = c
-        .mount(pod.request(class(json!({"vaultCACertPath": wrong.display().to_string()}))))
+        .mount(pod.request(class(
+            json!({"vaultCACertPath": wrong.display().to_string()}),
+        )))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
-    assert!(err.message().contains("invalid peer certificate") && err.message().contains("UnknownIssuer"), "{}", err.message());
+    assert!(
+        err.message().contains("invalid peer certificate")
+            && err.message().contains("UnknownIssuer"),
+        "{}",
+        err.message()
+    );
     // A server name the certificate does not carry.
     let err = c
         .mount(pod.request(class(json!({"vaultTLSServerName": "wrong.example.com"}))))
         .await
         .unwrap_err();
-    assert!(err.message().contains("not valid for name \"wrong.example.com\""), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("not valid for name \"wrong.example.com\""),
+        "{}",
+        err.message()
+    );
     // One it does carry, while connecting by IP.
-    let ok = c.mount(pod.request(class(json!({"vaultTLSServerName": "localhost"})))).await.unwrap();
+    let ok = c
+        .mount(pod.request(class(json!({"vaultTLSServerName": "localhost"}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&ok, "k"), "over-tls");
 
     // No CA configured: system roots do not know this CA.
@@ -75,17 +102,25 @@ async fn tls_ca_file_directory_server_name_skip_verify_and_wrong_ca() {
     assert!(err.message().contains("UnknownIssuer"), "{}", err.message());
     // A CA directory in the class.
     let ok = c
-        .mount(pod.request(class(json!({"vaultCADirectory": ca_dir.display().to_string()}))))
+        .mount(pod.request(class(
+            json!({"vaultCADirectory": ca_dir.display().to_string()}),
+        )))
         .await
         .unwrap();
     assert_eq!(file_str(&ok, "k"), "over-tls");
     // Skip-verify from the class, and from the environment.
-    let ok = c.mount(pod.request(class(json!({"vaultSkipTLSVerify": "true"})))).await.unwrap();
+    let ok = c
+        .mount(pod.request(class(json!({"vaultSkipTLSVerify": "true"}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&ok, "k"), "over-tls");
     let p = ProviderProcess::start_env(&bao.addr, &[], &[("VAULT_SKIP_VERIFY", "1")]).await;
     let c = p.client().await;
     // ... which a class cannot turn back on.
-    let ok = c.mount(pod.request(class(json!({"vaultSkipTLSVerify": "false"})))).await.unwrap();
+    let ok = c
+        .mount(pod.request(class(json!({"vaultSkipTLSVerify": "false"}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&ok, "k"), "over-tls");
 }
 
@@ -103,12 +138,20 @@ async fn mutual_tls_listener_requires_the_client_certificate() {
     let bao = OpenBao::start_config(&[], &listener).await;
     prepare(&bao, "mutual").await;
     let mtls = format!("https://127.0.0.1:{port}");
-    let p = ProviderProcess::start(&mtls, &[&format!("-vault-tls-ca-cert={}", pki.ca.display())]).await;
+    let p = ProviderProcess::start(
+        &mtls,
+        &[&format!("-vault-tls-ca-cert={}", pki.ca.display())],
+    )
+    .await;
     let c = p.client().await;
     let pod = Pod::new("default", "app");
     let err = c.mount(pod.request(class(json!({})))).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
-    assert!(err.message().contains("client certificate"), "{}", err.message());
+    assert!(
+        err.message().contains("client certificate"),
+        "{}",
+        err.message()
+    );
     let with_cert = json!({
         "vaultTLSClientCertPath": pki.client_cert.display().to_string(),
         "vaultTLSClientKeyPath": pki.client_key.display().to_string(),
@@ -125,7 +168,12 @@ async fn mutual_tls_listener_requires_the_client_certificate() {
         ],
     )
     .await;
-    let ok = p.client().await.mount(pod.request(class(json!({})))).await.unwrap();
+    let ok = p
+        .client()
+        .await
+        .mount(pod.request(class(json!({}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&ok, "k"), "mutual");
 }
 
@@ -134,28 +182,81 @@ async fn namespace_from_class_flag_and_environment() {
     let bao = OpenBao::start().await;
     prepare(&bao, "root-namespace").await;
     bao.write("sys/namespaces/team-a", json!({})).await;
-    bao.api_ns("team-a", "PUT", "sys/policies/acl/app", Some(json!({"policy": READ_ALL}))).await;
+    bao.api_ns(
+        "team-a",
+        "PUT",
+        "sys/policies/acl/app",
+        Some(json!({"policy": READ_ALL})),
+    )
+    .await;
     bao.enable_jwt_in("team-a", "jwt").await;
-    let role = JwtRole { mount: "jwt", role: "app", namespace: "default", sa: "app", policies: &["app"], audience: "vault" };
+    let role = JwtRole {
+        mount: "jwt",
+        role: "app",
+        namespace: "default",
+        sa: "app",
+        policies: &["app"],
+        audience: "vault",
+    };
     bao.jwt_role_in("team-a", &role).await;
-    bao.api_ns("team-a", "PUT", "sys/mounts/secret", Some(json!({"type": "kv", "options": {"version": "2"}}))).await;
-    bao.api_ns("team-a", "PUT", "secret/data/only-here", Some(json!({"data": {"k": "team-a-value"}}))).await;
+    bao.api_ns(
+        "team-a",
+        "PUT",
+        "sys/mounts/secret",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    )
+    .await;
+    bao.api_ns(
+        "team-a",
+        "PUT",
+        "secret/data/only-here",
+        Some(json!({"data": {"k": "team-a-value"}})),
+    )
+    .await;
 
     let only_here = "- {objectName: k, secretPath: secret/data/only-here, secretKey: k}";
     let pod = Pod::new("default", "app");
     let p = ProviderProcess::start(&bao.addr, &[]).await;
     let c = p.client().await;
-    let resp = c.mount(pod.request(class(json!({"vaultNamespace": "team-a", "objects": only_here})))).await.unwrap();
+    let resp = c
+        .mount(pod.request(class(
+            json!({"vaultNamespace": "team-a", "objects": only_here}),
+        )))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "team-a-value");
-    let err = c.mount(pod.request(class(json!({"objects": only_here})))).await.unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "not in the root namespace: {}", err.message());
+    let err = c
+        .mount(pod.request(class(json!({"objects": only_here}))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::NotFound,
+        "not in the root namespace: {}",
+        err.message()
+    );
 
     // Environment, then flag.
     let p = ProviderProcess::start_env(&bao.addr, &[], &[("VAULT_NAMESPACE", "team-a")]).await;
-    let resp = p.client().await.mount(pod.request(class(json!({"objects": only_here})))).await.unwrap();
+    let resp = p
+        .client()
+        .await
+        .mount(pod.request(class(json!({"objects": only_here}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "team-a-value");
-    let p = ProviderProcess::start_env(&bao.addr, &["-vault-namespace=team-a"], &[("VAULT_NAMESPACE", "nope")]).await;
-    let resp = p.client().await.mount(pod.request(class(json!({"objects": only_here})))).await.unwrap();
+    let p = ProviderProcess::start_env(
+        &bao.addr,
+        &["-vault-namespace=team-a"],
+        &[("VAULT_NAMESPACE", "nope")],
+    )
+    .await;
+    let resp = p
+        .client()
+        .await
+        .mount(pod.request(class(json!({"objects": only_here}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "team-a-value");
     assert!(bao.audit_requests(&bao.audit_log(), |_, p| p == "secret/data/only-here") >= 3);
 }
@@ -164,7 +265,10 @@ async fn namespace_from_class_flag_and_environment() {
 async fn unix_socket_address_and_address_precedence() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("agent.sock");
-    let listener = format!("listener \"unix\" {{\n  address = \"{}\"\n}}\n", sock.display());
+    let listener = format!(
+        "listener \"unix\" {{\n  address = \"{}\"\n}}\n",
+        sock.display()
+    );
     let bao = OpenBao::start_config(&[], &listener).await;
     prepare(&bao, "via-unix").await;
     let unix = format!("unix://{}", sock.display());
@@ -172,19 +276,46 @@ async fn unix_socket_address_and_address_precedence() {
 
     // VAULT_ADDR as the vault-helm chart sets it for an Agent on a Unix socket.
     let p = ProviderProcess::start_env("", &[], &[("VAULT_ADDR", &unix)]).await;
-    let resp = p.client().await.mount(pod.request(class(json!({})))).await.unwrap();
+    let resp = p
+        .client()
+        .await
+        .mount(pod.request(class(json!({}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "via-unix");
 
     // VAULT_AGENT_ADDR replaces VAULT_ADDR; the flag beats both; the class beats the flag.
-    let p = ProviderProcess::start_env("", &[], &[("VAULT_ADDR", "http://127.0.0.1:1"), ("VAULT_AGENT_ADDR", &unix)]).await;
-    assert!(p.client().await.mount(pod.request(class(json!({})))).await.is_ok());
+    let p = ProviderProcess::start_env(
+        "",
+        &[],
+        &[
+            ("VAULT_ADDR", "http://127.0.0.1:1"),
+            ("VAULT_AGENT_ADDR", &unix),
+        ],
+    )
+    .await;
+    assert!(
+        p.client()
+            .await
+            .mount(pod.request(class(json!({}))))
+            .await
+            .is_ok()
+    );
     let p = ProviderProcess::start_env(&unix, &[], &[("VAULT_ADDR", "http://127.0.0.1:1")]).await;
     let c = p.client().await;
     assert!(c.mount(pod.request(class(json!({})))).await.is_ok());
-    let err = c.mount(pod.request(class(json!({"vaultAddress": "http://127.0.0.1:1"})))).await.unwrap_err();
+    let err = c
+        .mount(pod.request(class(json!({"vaultAddress": "http://127.0.0.1:1"}))))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     let p = ProviderProcess::start_env("http://127.0.0.1:1", &[], &[]).await;
-    let resp = p.client().await.mount(pod.request(class(json!({"vaultAddress": unix})))).await.unwrap();
+    let resp = p
+        .client()
+        .await
+        .mount(pod.request(class(json!({"vaultAddress": unix}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "via-unix");
 }
 
@@ -202,12 +333,27 @@ async fn kube_env() -> KubeEnv {
     let kube = KubeApi::start().await;
     bao.policy("app", READ_ALL).await;
     bao.enable_kubernetes("kubernetes", &kube.url).await;
-    bao.kubernetes_role_aud("kubernetes", "app", "default", "app", &["app"], None).await;
-    bao.kubernetes_role_aud("kubernetes", "custom", "default", "app", &["app"], Some("custom-aud")).await;
-    bao.write("secret/data/app", json!({"data": {"k": "v1"}})).await;
+    bao.kubernetes_role_aud("kubernetes", "app", "default", "app", &["app"], None)
+        .await;
+    bao.kubernetes_role_aud(
+        "kubernetes",
+        "custom",
+        "default",
+        "app",
+        &["app"],
+        Some("custom-aud"),
+    )
+    .await;
+    bao.write("secret/data/app", json!({"data": {"k": "v1"}}))
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kube.kubeconfig(dir.path()).display().to_string();
-    KubeEnv { bao, kube, _dir: dir, kubeconfig }
+    KubeEnv {
+        bao,
+        kube,
+        _dir: dir,
+        kubeconfig,
+    }
 }
 
 impl KubeEnv {
@@ -232,7 +378,10 @@ async fn token_request_when_the_driver_sent_none() {
     let pod = Pod::new("default", "app");
 
     // No token at all, no audience in the class: a TokenRequest without audiences.
-    let resp = c.mount(pod.request_with(kube_class(json!({})), None, false)).await.unwrap();
+    let resp = c
+        .mount(pod.request_with(kube_class(json!({})), None, false))
+        .await
+        .unwrap();
     assert_eq!(file_str(&resp, "k"), "v1");
     let asked = e.kube.requests("POST", "/serviceaccounts/app/token");
     assert_eq!(asked.len(), 1);
@@ -241,11 +390,18 @@ async fn token_request_when_the_driver_sent_none() {
     assert_eq!(spec["boundObjectRef"]["kind"], "Pod");
     assert_eq!(spec["boundObjectRef"]["name"], pod.name.as_str());
     assert_eq!(spec["boundObjectRef"]["uid"], pod.uid.as_str());
-    assert!(spec.get("audiences").is_none(), "no audience unless the class sets one: {spec}");
+    assert!(
+        spec.get("audiences").is_none(),
+        "no audience unless the class sets one: {spec}"
+    );
 
     // A custom audience the driver did not supply forces a self-requested token for it.
     let pod2 = Pod::new("default", "app");
-    let req = pod2.request_with(kube_class(json!({"roleName": "custom", "audience": "custom-aud"})), Some(("vault", pod2.token("vault"))), false);
+    let req = pod2.request_with(
+        kube_class(json!({"roleName": "custom", "audience": "custom-aud"})),
+        Some(("vault", pod2.token("vault"))),
+        false,
+    );
     let resp = c.mount(req).await.unwrap();
     assert_eq!(file_str(&resp, "k"), "v1");
     let asked = e.kube.requests("POST", "/serviceaccounts/app/token");
@@ -257,10 +413,21 @@ async fn token_request_when_the_driver_sent_none() {
     e.kube.recorded.lock().unwrap().deny_token_requests = true;
     // (another service account: the first one's Vault token is still held and reused)
     let pod3 = Pod::new("default", "other");
-    let err = c.mount(pod3.request_with(kube_class(json!({})), None, false)).await.unwrap_err();
+    let err = c
+        .mount(pod3.request_with(kube_class(json!({})), None, false))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
-    assert!(err.message().contains("create on serviceaccounts/token"), "{}", err.message());
-    assert!(err.message().contains("is forbidden"), "the API's own text: {}", err.message());
+    assert!(
+        err.message().contains("create on serviceaccounts/token"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("is forbidden"),
+        "the API's own text: {}",
+        err.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,12 +437,24 @@ async fn versions_are_shared_through_the_key_secret() {
     e.kube.recorded.lock().unwrap().secret_get_barrier = 2;
     let (a, b) = tokio::join!(e.provider(&[]), e.provider(&[]));
     let pod = Pod::new("default", "app");
-    let ra = a.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
-    let rb = b.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
+    let ra = a
+        .client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap();
+    let rb = b
+        .client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap();
     let va = version(&ra, "k");
     assert_eq!(va.len(), 44);
     assert_eq!(va, version(&rb, "k"), "two nodes agree");
-    let creates = e.kube.requests("POST", &format!("/namespaces/{PROVIDER_NAMESPACE}/secrets"));
+    let creates = e
+        .kube
+        .requests("POST", &format!("/namespaces/{PROVIDER_NAMESPACE}/secrets"));
     assert_eq!(creates.len(), 2, "both tried to create");
     assert_eq!(creates[0]["immutable"], true);
     let stored = e.kube.recorded.lock().unwrap().secrets.clone();
@@ -283,20 +462,31 @@ async fn versions_are_shared_through_the_key_secret() {
     let (key, secret) = stored.iter().next().unwrap();
     assert_eq!(key.1, "vault-csi-provider-hmac-key");
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(secret["data"]["key"].as_str().unwrap()).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["key"].as_str().unwrap())
+        .unwrap();
     assert_eq!(bytes.len(), 32);
 
     // Held in memory: further mounts do not read the Secret again.
     let gets = e.kube.requests("GET", "/secrets/").len();
     for _ in 0..3 {
-        a.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
+        a.client()
+            .await
+            .mount(pod.request(kube_class(json!({}))))
+            .await
+            .unwrap();
     }
     assert_eq!(e.kube.requests("GET", "/secrets/").len(), gets);
 
     // A restart keeps them.
     drop(a);
     let a2 = e.provider(&[]).await;
-    let r = a2.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
+    let r = a2
+        .client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap();
     assert_eq!(version(&r, "k"), va);
 
     // A replaced key Secret changes them (after the provider restarts and reads it).
@@ -307,13 +497,31 @@ async fn versions_are_shared_through_the_key_secret() {
     }
     drop(a2);
     let a3 = e.provider(&[]).await;
-    let r = a3.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
+    let r = a3
+        .client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap();
     assert_ne!(version(&r, "k"), va);
 
     // -hmac-secret-name picks another Secret.
     let other = e.provider(&["-hmac-secret-name=other-key"]).await;
-    other.client().await.mount(pod.request(kube_class(json!({})))).await.unwrap();
-    assert!(e.kube.recorded.lock().unwrap().secrets.keys().any(|(_, n)| n == "other-key"));
+    other
+        .client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap();
+    assert!(
+        e.kube
+            .recorded
+            .lock()
+            .unwrap()
+            .secrets
+            .keys()
+            .any(|(_, n)| n == "other-key")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +529,11 @@ async fn no_key_means_empty_versions_and_one_warning() {
     let bao = OpenBao::start().await;
     prepare(&bao, "x").await;
     // No KUBECONFIG, no key file: no way to get the key.
-    let p = ProviderProcess::start(&bao.addr, &["-hmac-secret-name=vault-csi-provider-hmac-key"]).await;
+    let p = ProviderProcess::start(
+        &bao.addr,
+        &["-hmac-secret-name=vault-csi-provider-hmac-key"],
+    )
+    .await;
     let c = p.client().await;
     let pod = Pod::new("default", "app");
     for _ in 0..3 {
@@ -330,7 +542,12 @@ async fn no_key_means_empty_versions_and_one_warning() {
         assert_eq!(r.object_version.len(), 1);
         assert_eq!(version(&r, "k"), "");
     }
-    assert_eq!(p.log_text().matches("no object-version key").count(), 1, "{}", p.log_text());
+    assert_eq!(
+        p.log_text().matches("no object-version key").count(),
+        1,
+        "{}",
+        p.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,14 +565,20 @@ async fn vault_tokens_are_reused_and_relogin_after_revocation() {
     }
     assert_eq!(logins(), 1, "one login, reused");
     // Another pod of the same service account shares the identity.
-    c.mount(Pod::new("default", "app").request(class(json!({})))).await.unwrap();
+    c.mount(Pod::new("default", "app").request(class(json!({}))))
+        .await
+        .unwrap();
     assert_eq!(logins(), 1);
     // Another role is another identity.
-    bao.jwt_role("jwt", "app2", "default", "app", &["app"]).await;
-    c.mount(pod.request(class(json!({"roleName": "app2"})))).await.unwrap();
+    bao.jwt_role("jwt", "app2", "default", "app", &["app"])
+        .await;
+    c.mount(pod.request(class(json!({"roleName": "app2"}))))
+        .await
+        .unwrap();
     assert_eq!(logins(), 2);
     // Revoked behind our back: one more login, and the mount still works.
-    bao.write("sys/leases/revoke-prefix/auth/jwt/login", json!({})).await;
+    bao.write("sys/leases/revoke-prefix/auth/jwt/login", json!({}))
+        .await;
     let r = c.mount(pod.request(class(json!({})))).await.unwrap();
     assert_eq!(file_str(&r, "k"), "x");
     assert_eq!(logins(), 3);
@@ -374,7 +597,18 @@ async fn vault_tokens_are_reused_and_relogin_after_revocation() {
 async fn one_process_serves_vault_and_openbao_sockets() {
     let bao = OpenBao::start().await;
     prepare(&bao, "x").await;
-    bao.jwt_role_in("", &JwtRole { mount: "jwt", role: "bao", namespace: "default", sa: "app", policies: &["app"], audience: "openbao" }).await;
+    bao.jwt_role_in(
+        "",
+        &JwtRole {
+            mount: "jwt",
+            role: "bao",
+            namespace: "default",
+            sa: "app",
+            policies: &["app"],
+            audience: "openbao",
+        },
+    )
+    .await;
     let dir2 = tempfile::tempdir().unwrap();
     let v2 = dir2.path().join("vault.sock");
     let b2 = dir2.path().join("openbao.sock");
@@ -395,10 +629,18 @@ async fn one_process_serves_vault_and_openbao_sockets() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let pod = Pod::new("default", "app");
-    let via_vault = Client::connect(&v2).await.mount(pod.request(class(json!({})))).await.unwrap();
+    let via_vault = Client::connect(&v2)
+        .await
+        .mount(pod.request(class(json!({}))))
+        .await
+        .unwrap();
     assert_eq!(file_str(&via_vault, "k"), "x");
     // On openbao.sock a class without audience uses the driver's "openbao" token, as the fork does.
-    let req = pod.request_with(class(json!({"roleName": "bao"})), Some(("openbao", pod.token("openbao"))), false);
+    let req = pod.request_with(
+        class(json!({"roleName": "bao"})),
+        Some(("openbao", pod.token("openbao"))),
+        false,
+    );
     let via_bao = Client::connect(&b2).await.mount(req).await.unwrap();
     assert_eq!(file_str(&via_bao, "k"), "x");
     let _ = child.kill();

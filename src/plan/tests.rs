@@ -94,7 +94,8 @@ fn file_permission_forms() {
     let p = parse(&RawMount {
         attributes: &attributes,
         secrets: "{}",
-        permission: "384", default_audience: "vault",
+        permission: "384",
+        default_audience: "vault",
     })
     .unwrap();
     assert_eq!(p.objects[0].mode, 0o600);
@@ -102,7 +103,8 @@ fn file_permission_forms() {
         parse(&RawMount {
             attributes: &attributes,
             secrets: "{}",
-            permission: "x", default_audience: "vault"
+            permission: "x",
+            default_audience: "vault"
         })
         .is_err()
     );
@@ -110,7 +112,8 @@ fn file_permission_forms() {
         parse(&RawMount {
             attributes: &attributes,
             secrets: "{}",
-            permission: "4096", default_audience: "vault"
+            permission: "4096",
+            default_audience: "vault"
         })
         .is_err()
     );
@@ -235,7 +238,8 @@ fn request_errors_name_what_to_fix() {
         let e = parse(&RawMount {
             attributes: bad,
             secrets: "{}",
-            permission: "420", default_audience: "vault",
+            permission: "420",
+            default_audience: "vault",
         })
         .unwrap_err();
         assert!(

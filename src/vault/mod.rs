@@ -487,9 +487,13 @@ fn vault_errors(body: &[u8]) -> Option<String> {
 /// What to change when a TLS handshake failed for a reason that will not go away.
 fn tls_hint(detail: &str) -> Option<&'static str> {
     if detail.contains("invalid peer certificate") {
-        Some(" (check the CA: vaultCACertPath, vaultCADirectory or -vault-tls-ca-cert; and the name: vaultTLSServerName)")
+        Some(
+            " (check the CA: vaultCACertPath, vaultCADirectory or -vault-tls-ca-cert; and the name: vaultTLSServerName)",
+        )
     } else if detail.contains("received fatal alert") {
-        Some(" (Vault refused the handshake: does it require a client certificate? set vaultTLSClientCertPath and vaultTLSClientKeyPath)")
+        Some(
+            " (Vault refused the handshake: does it require a client certificate? set vaultTLSClientCertPath and vaultTLSClientKeyPath)",
+        )
     } else {
         None
     }

@@ -3,6 +3,7 @@
 //! - TokenReview (OpenBao's kubernetes auth verifies pod tokens with it);
 //! - TokenRequest (the provider asks for a pod's token when the driver sent none);
 //! - Secret get and create (the key of object versions), with AlreadyExists on a race.
+//!
 //! The provider reaches it through `KUBECONFIG`, as it would reach a cluster.
 
 use super::tokens;
@@ -153,18 +154,37 @@ async fn handle(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if bearer.as_deref() == Some(PROVIDER_TOKEN) {
         match (method.as_str(), segments.as_slice()) {
-            ("POST", ["api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"]) => {
+            (
+                "POST",
+                [
+                    "api",
+                    "v1",
+                    "namespaces",
+                    ns,
+                    "serviceaccounts",
+                    sa,
+                    "token",
+                ],
+            ) => {
                 if rec.lock().unwrap().deny_token_requests {
                     let msg = format!(
                         "serviceaccounts \"{sa}\" is forbidden: User \"system:serviceaccount:{PROVIDER_NAMESPACE}:vault-csi-provider\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"{ns}\""
                     );
-                    return Ok(reply(StatusCode::FORBIDDEN, status_body(403, "Forbidden", &msg)));
+                    return Ok(reply(
+                        StatusCode::FORBIDDEN,
+                        status_body(403, "Forbidden", &msg),
+                    ));
                 }
                 return Ok(token_request(ns, sa, &body));
             }
             ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
                 // Look first, then wait: racing readers all see the state before any create.
-                let found = rec.lock().unwrap().secrets.get(&(ns.to_string(), name.to_string())).cloned();
+                let found = rec
+                    .lock()
+                    .unwrap()
+                    .secrets
+                    .get(&(ns.to_string(), name.to_string()))
+                    .cloned();
                 wait_barrier(&rec).await;
                 return Ok(match found {
                     Some(secret) => reply(StatusCode::OK, secret),
@@ -181,7 +201,11 @@ async fn handle(
                 if r.secrets.contains_key(&key) {
                     return Ok(reply(
                         StatusCode::CONFLICT,
-                        status_body(409, "AlreadyExists", &format!("secrets \"{name}\" already exists")),
+                        status_body(
+                            409,
+                            "AlreadyExists",
+                            &format!("secrets \"{name}\" already exists"),
+                        ),
                     ));
                 }
                 let mut stored = body.clone();
@@ -292,7 +316,10 @@ fn token_request(ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
     let spec = &body["spec"];
     let bound = &spec["boundObjectRef"];
     let audiences: Vec<String> = match spec["audiences"].as_array() {
-        Some(a) if !a.is_empty() => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         _ => vec![API_AUDIENCE.to_string()],
     };
     let seconds = spec["expirationSeconds"].as_i64().unwrap_or(3600);

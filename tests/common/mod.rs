@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod fake_vault;
 pub mod kube;
+pub mod postgres;
 pub mod tokens;
 
 use serde_json::{Value, json};
@@ -177,7 +178,13 @@ impl OpenBao {
         v
     }
 
-    pub async fn api_ns_status(&self, ns: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn api_ns_status(
+        &self,
+        ns: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut req = self
             .http
@@ -219,14 +226,30 @@ impl OpenBao {
 
     pub async fn enable_jwt_in(&self, ns: &str, mount: &str) {
         let enable = json!({"type": "jwt"});
-        self.api_ns(ns, "PUT", &format!("sys/auth/{mount}"), Some(enable)).await;
+        self.api_ns(ns, "PUT", &format!("sys/auth/{mount}"), Some(enable))
+            .await;
         let config = json!({ "jwt_validation_pubkeys": [tokens::public_key_pem()] });
-        self.api_ns(ns, "PUT", &format!("auth/{mount}/config"), Some(config)).await;
+        self.api_ns(ns, "PUT", &format!("auth/{mount}/config"), Some(config))
+            .await;
     }
 
     /// A jwt role binding one service account, with the given policies.
-    pub async fn jwt_role(&self, mount: &str, role: &str, namespace: &str, sa: &str, policies: &[&str]) {
-        let r = JwtRole { mount, role, namespace, sa, policies, audience: "vault" };
+    pub async fn jwt_role(
+        &self,
+        mount: &str,
+        role: &str,
+        namespace: &str,
+        sa: &str,
+        policies: &[&str],
+    ) {
+        let r = JwtRole {
+            mount,
+            role,
+            namespace,
+            sa,
+            policies,
+            audience: "vault",
+        };
         self.jwt_role_in("", &r).await;
     }
 
@@ -240,7 +263,13 @@ impl OpenBao {
             "token_policies": r.policies,
             "token_ttl": "1h",
         });
-        self.api_ns(ns, "PUT", &format!("auth/{}/role/{}", r.mount, r.role), Some(body)).await;
+        self.api_ns(
+            ns,
+            "PUT",
+            &format!("auth/{}/role/{}", r.mount, r.role),
+            Some(body),
+        )
+        .await;
     }
 
     /// kubernetes auth at `mount`, reviewing tokens with the stand-in API at `kube_url`.
@@ -259,8 +288,16 @@ impl OpenBao {
         .await;
     }
 
-    pub async fn kubernetes_role(&self, mount: &str, role: &str, namespace: &str, sa: &str, policies: &[&str]) {
-        self.kubernetes_role_aud(mount, role, namespace, sa, policies, Some("vault")).await;
+    pub async fn kubernetes_role(
+        &self,
+        mount: &str,
+        role: &str,
+        namespace: &str,
+        sa: &str,
+        policies: &[&str],
+    ) {
+        self.kubernetes_role_aud(mount, role, namespace, sa, policies, Some("vault"))
+            .await;
     }
 
     /// A kubernetes auth role; with `audience` OpenBao asks TokenReview for that audience.
