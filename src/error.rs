@@ -45,6 +45,10 @@ pub enum MountError {
         "the mount did not finish before the caller's deadline ({0}); Vault may be slow or overloaded"
     )]
     Deadline(String),
+    #[error(
+        "the volume's files come to {size} bytes, more than the {limit} the driver accepts: split the class, or raise the driver's --max-call-recv-msg-size and this provider's -max-response-size together"
+    )]
+    TooLarge { size: usize, limit: usize },
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -120,6 +124,7 @@ impl MountError {
                 RenderError::Decode { .. } => Code::FailedPrecondition,
             },
             MountError::Deadline(_) => Code::DeadlineExceeded,
+            MountError::TooLarge { .. } => Code::ResourceExhausted,
             MountError::Internal(_) => Code::Internal,
         }
     }
@@ -138,6 +143,7 @@ mod tests {
         let unreachable = VaultError::Unreachable {
             address: "http://v".into(),
             detail: "refused".into(),
+            hint: "",
         };
         assert_eq!(
             MountError::Connection(unreachable).code(),

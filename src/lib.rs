@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! server    Unix sockets, HTTP/2, shutdown            (server.rs, health.rs)
+//!           old drivers' :authority fixed on the wire (authority/)
 //! service   gRPC Version/Mount, deadline, status      (service.rs, error.rs)
 //! provider  the pipeline below, in order              (provider.rs)
 //!   plan      request → typed, validated plan; pure   (plan.rs)
@@ -17,6 +18,7 @@
 //! the `mount` subcommand (`cli/mount.rs`) runs the same pipeline for one class.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod cli;
 pub mod client;
 pub mod error;

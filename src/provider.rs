@@ -25,6 +25,7 @@ pub struct Provider {
     keys: KeySource,
     kube: Option<Arc<KubeClient>>,
     tokens: TokenCache,
+    max_response_bytes: usize,
 }
 
 /// The parts a [`Provider`] is made of.
@@ -35,6 +36,8 @@ pub struct ProviderParts {
     pub kube: Option<Arc<KubeClient>>,
     /// Vault tokens kept for reuse (`-cache-size`); 0 or less disables reuse.
     pub cache_size: i64,
+    /// Largest answer the driver accepts (`-max-response-size`).
+    pub max_response_bytes: usize,
 }
 
 impl Provider {
@@ -68,6 +71,7 @@ impl Provider {
             keys,
             kube,
             cache_size: settings.cache_size,
+            max_response_bytes: settings.max_response_bytes,
         }))
     }
 
@@ -79,6 +83,7 @@ impl Provider {
             keys: parts.keys,
             kube: parts.kube,
             tokens: TokenCache::new(parts.cache_size),
+            max_response_bytes: parts.max_response_bytes,
         }
     }
 
@@ -142,7 +147,9 @@ impl Provider {
             }
         };
         let key = self.keys.key().await;
-        respond(&plan, &answers, &key)
+        let response = respond(&plan, &answers, &key)?;
+        check_size(&response, self.max_response_bytes)?;
+        Ok(response)
     }
 
     /// The pod's service-account token: the driver's, or one requested from Kubernetes.
@@ -255,6 +262,26 @@ impl Provider {
             .map(|a| a.ok_or_else(|| MountError::Internal("a read produced no answer".into())))
             .collect()
     }
+}
+
+/// Secrets synced from a volume (`secretObjects`) cannot exceed Kubernetes' 1 MiB.
+const SECRET_SYNC_LIMIT: usize = 1024 * 1024;
+
+/// Refuses an answer the driver would refuse, and warns about one Secret sync would.
+fn check_size(response: &MountResponse, limit: usize) -> Result<(), MountError> {
+    use prost::Message;
+    let size = response.encoded_len();
+    if size > limit {
+        return Err(MountError::TooLarge { size, limit });
+    }
+    let content: usize = response.files.iter().map(|f| f.contents.len()).sum();
+    if content > SECRET_SYNC_LIMIT {
+        tracing::warn!(
+            bytes = content,
+            "the files total more than 1 MiB: mounting works, but syncing them into a Kubernetes Secret (secretObjects) will fail"
+        );
+    }
+    Ok(())
 }
 
 /// Renders every object and versions it: the complete answer.

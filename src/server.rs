@@ -53,10 +53,14 @@ impl SocketFile {
     }
 }
 
-/// Binds `path` with mode 0600. A stale socket (nothing answers) is replaced; a live one or
+/// Binds `path` with `mode` (0600 by default) and optionally `group`. A stale socket (nothing answers) is replaced; a live one or
 /// anything that is not a socket is an error. The socket is bound under a temporary name
 /// and renamed into place, so it is never reachable with wider permissions.
-pub fn bind_socket(path: &Path) -> Result<(SocketFile, UnixListener), SocketError> {
+pub fn bind_socket(
+    path: &Path,
+    mode: u32,
+    group: Option<u32>,
+) -> Result<(SocketFile, UnixListener), SocketError> {
     let io = |source| SocketError::Io {
         path: path.to_path_buf(),
         source,
@@ -83,7 +87,8 @@ pub fn bind_socket(path: &Path) -> Result<(SocketFile, UnixListener), SocketErro
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp).map_err(io)?;
-    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+    let placed = std::os::unix::fs::chown(&tmp, None, group)
+        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
         .and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&tmp);
@@ -112,7 +117,7 @@ pub async fn run(
 
     let mut bound = Vec::new();
     for path in &settings.endpoints {
-        match bind_socket(path) {
+        match bind_socket(path, settings.socket_mode, settings.socket_group) {
             Ok(b) => bound.push(b),
             Err(e) => {
                 bound.iter().for_each(|(f, _): &(SocketFile, _)| f.remove());
@@ -210,6 +215,8 @@ async fn serve_connection(
         .max_concurrent_streams(4096)
         .max_send_buf_size(4 * 1024 * 1024)
         .keep_alive_interval(None);
+    // Between the socket and the HTTP/2 server: old drivers' path-shaped `:authority`.
+    let stream = crate::authority::AuthorityFix::new(stream);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {

@@ -57,6 +57,12 @@ pub struct Settings {
     pub default_deadline: Duration,
     /// Distinct reads of one Mount that run at once.
     pub parallel_reads: usize,
+    /// Mode of the socket files.
+    pub socket_mode: u32,
+    /// Group to give the socket files, if any.
+    pub socket_group: Option<u32>,
+    /// Largest Mount answer, in bytes (the driver's `--max-call-recv-msg-size`).
+    pub max_response_bytes: usize,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -206,6 +212,24 @@ pub const SERVER_FLAGS: &[Flag] = &[
         "8",
         "distinct reads of one Mount run at once",
     ),
+    f(
+        "socket-mode",
+        Kind::Value,
+        "0600",
+        "file mode of the socket (octal)",
+    ),
+    f(
+        "socket-group",
+        Kind::Value,
+        "",
+        "group (name or id) to give the socket",
+    ),
+    f(
+        "max-response-size",
+        Kind::Value,
+        "4194304",
+        "largest Mount answer in bytes: keep it equal to the driver's --max-call-recv-msg-size",
+    ),
 ];
 
 const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
@@ -284,6 +308,19 @@ fn parse_listen_addr(value: &str) -> Option<SocketAddr> {
     full.parse().ok()
 }
 
+/// A group id from a number or a name in /etc/group.
+fn resolve_group(text: &str) -> Option<u32> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut parts = line.split(':');
+        (parts.next()? == text).then_some(())?;
+        parts.nth(1)?.parse().ok()
+    })
+}
+
 /// A flag's value, unless it is unset or empty.
 fn nonempty<'a>(flags: &'a Parsed, name: &str) -> Option<&'a str> {
     flags.get(name).filter(|v| !v.is_empty())
@@ -358,6 +395,42 @@ impl Settings {
             .filter(|n| (1..=256).contains(n))
             .ok_or_else(|| invalid("-parallel-reads", &par_text, "use a number from 1 to 256"))?;
 
+        let mode_text = value("socket-mode");
+        let socket_mode = u32::from_str_radix(mode_text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                invalid(
+                    "-socket-mode",
+                    &mode_text,
+                    "use an octal mode such as 0600 or 0660",
+                )
+            })?;
+        let group_text = value("socket-group");
+        let socket_group = if group_text.is_empty() {
+            None
+        } else {
+            Some(resolve_group(&group_text).ok_or_else(|| {
+                invalid(
+                    "-socket-group",
+                    &group_text,
+                    "no such group (use a name from /etc/group or a numeric id)",
+                )
+            })?)
+        };
+        let max_text = value("max-response-size");
+        let max_response_bytes = max_text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1024)
+            .ok_or_else(|| {
+                invalid(
+                    "-max-response-size",
+                    &max_text,
+                    "use a number of bytes, at least 1024",
+                )
+            })?;
+
         let vault = VaultSettings::from_sources(flags, env)?;
 
         Ok(Settings {
@@ -372,6 +445,9 @@ impl Settings {
             shutdown_grace,
             default_deadline: Duration::from_secs(120),
             parallel_reads,
+            socket_mode,
+            socket_group,
+            max_response_bytes,
         })
     }
 }
@@ -518,5 +594,11 @@ mod tests {
         assert_eq!(s.health_addr, None);
         let s = settings(&["-endpoint=/a/vault.sock,/a/openbao.sock"], &[]).unwrap();
         assert_eq!(s.endpoints.len(), 2);
+        let s = settings(&["-socket-mode=0660", "-socket-group=0"], &[]).unwrap();
+        assert_eq!((s.socket_mode, s.socket_group), (0o660, Some(0)));
+        assert_eq!(settings(&[], &[]).unwrap().socket_mode, 0o600);
+        assert_eq!(resolve_group("root"), Some(0));
+        assert!(settings(&["-socket-mode=999"], &[]).is_err());
+        assert!(settings(&["-socket-group=no-such-group-here"], &[]).is_err());
     }
 }

@@ -146,7 +146,14 @@ async fn mutual_tls_listener_requires_the_client_certificate() {
     let c = p.client().await;
     let pod = Pod::new("default", "app");
     let err = c.mount(pod.request(class(json!({})))).await.unwrap_err();
-    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    // The refusal is an alert (FAILED_PRECONDITION) or, when TLS 1.3 sends it after the
+    // request went out, a dropped connection (UNAVAILABLE); either way the message says why.
+    assert!(
+        matches!(err.code(), Code::FailedPrecondition | Code::Unavailable),
+        "{:?}: {}",
+        err.code(),
+        err.message()
+    );
     assert!(
         err.message().contains("client certificate"),
         "{}",

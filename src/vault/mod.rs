@@ -21,8 +21,12 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// A failure talking to Vault. Messages keep Vault's own error text and never carry tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("cannot reach Vault at {address}: {detail}")]
-    Unreachable { address: String, detail: String },
+    #[error("cannot reach Vault at {address}: {detail}{hint}")]
+    Unreachable {
+        address: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("Vault at {address} did not answer within {timeout:?} (VAULT_CLIENT_TIMEOUT)")]
     Timeout { address: String, timeout: Duration },
     #[error("Vault at {address} is sealed: unseal it, the mount will be retried")]
@@ -123,6 +127,7 @@ impl ClientPool {
         };
         Ok(VaultClient {
             http,
+            client_cert: conn.tls.client_cert.is_some(),
             base,
             address: conn.address.clone(),
             namespace: conn.namespace.clone(),
@@ -183,6 +188,7 @@ pub struct VaultToken {
 #[derive(Clone)]
 pub struct VaultClient {
     http: reqwest::Client,
+    client_cert: bool,
     base: url::Url,
     address: String,
     namespace: Option<String>,
@@ -368,9 +374,18 @@ impl VaultClient {
                             hint,
                         });
                     }
+                    // TLS 1.3 servers refuse a missing client certificate after the handshake,
+                    // which the client may only see as a dropped connection.
+                    let dropped = detail.contains("broken pipe") || detail.contains("reset");
+                    let hint = if dropped && self.base.scheme() == "https" && !self.client_cert {
+                        " (if Vault requires a client certificate, set vaultTLSClientCertPath and vaultTLSClientKeyPath)"
+                    } else {
+                        ""
+                    };
                     VaultError::Unreachable {
                         address: self.address.clone(),
                         detail,
+                        hint,
                     }
                 }
                 Ok(Ok((status, body))) => {

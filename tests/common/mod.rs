@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod fake_vault;
 pub mod kube;
+pub mod old_driver;
 pub mod postgres;
 pub mod tokens;
 
