@@ -1,11 +1,15 @@
-//! Identity stage: who the pod is to Vault. The service-account token comes from the
-//! driver, or from the Kubernetes TokenRequest API when the driver sent none for the
-//! audience; Vault tokens from logins are kept for reuse per identity.
+//! Identity stage: who the pod is to Vault, and the Vault token that goes with it.
+//!
+//! The service-account token comes from the driver, or from the Kubernetes TokenRequest API
+//! when the driver sent none for the audience (see `provider.rs`). Vault tokens are held per
+//! identity: one login per identity however many pods mount at once (single flight), reused
+//! until two thirds of the lease, then renewed (`renew-self`) while renewable, else replaced
+//! by a new login before the old one expires.
 
 use crate::secret::SecretString;
 use crate::vault::{Connection, VaultToken};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -22,82 +26,125 @@ pub struct Identity {
     pub connection: Connection,
 }
 
-struct Entry {
-    token: SecretString,
-    /// Reuse ends here: two thirds into the token's lease.
-    reuse_until: Option<Instant>,
+/// A Vault token as held for reuse.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub token: SecretString,
+    pub renewable: bool,
+    /// Reuse without asking Vault until here (two thirds into the lease); `None`: no expiry.
+    pub reuse_until: Option<Instant>,
+    /// The lease ends here.
+    pub expires_at: Option<Instant>,
+    /// Changes with every new login for this identity; answers read with an older token
+    /// are not reused.
+    pub epoch: u64,
 }
 
-/// Vault tokens by identity, at most `capacity` of them; `capacity` 0 disables reuse.
+/// Renewal must leave at least this much lease to be worth keeping.
+const MIN_LEASE: Duration = Duration::from_secs(10);
+
+impl Held {
+    pub fn new(token: &VaultToken, epoch: u64, now: Instant) -> Held {
+        let lease = token.lease_duration;
+        let (reuse_until, expires_at) = if lease.is_zero() {
+            (None, None)
+        } else {
+            (Some(now + lease.mul_f64(2.0 / 3.0)), Some(now + lease))
+        };
+        Held {
+            token: token.token.clone(),
+            renewable: token.renewable,
+            reuse_until,
+            expires_at,
+            epoch,
+        }
+    }
+
+    /// Usable as it is.
+    pub fn fresh(&self, now: Instant) -> bool {
+        self.reuse_until.is_none_or(|t| now < t)
+    }
+
+    /// Worth renewing: renewable and still comfortably alive.
+    pub fn renewable_now(&self, now: Instant) -> bool {
+        self.renewable
+            && self
+                .expires_at
+                .is_some_and(|t| now + Duration::from_secs(2) < t)
+    }
+}
+
+/// The token slot of one identity. Holding its lock is the single flight: whoever holds it
+/// logs in or renews; everyone else waits and then finds the token.
+#[derive(Debug, Default)]
+pub struct Slot {
+    pub held: Option<Held>,
+    pub epoch: u64,
+    last_used: Option<Instant>,
+}
+
+impl Slot {
+    /// Records a fresh login or renewal.
+    pub fn store(&mut self, token: &VaultToken, new_login: bool) -> Held {
+        if new_login {
+            self.epoch += 1;
+        }
+        let held = Held::new(token, self.epoch, Instant::now());
+        let keep = held
+            .expires_at
+            .is_none_or(|t| t > Instant::now() + MIN_LEASE);
+        self.held = keep.then(|| held.clone());
+        held
+    }
+}
+
+/// Token slots by identity, at most `capacity` of them; `capacity` 0 disables reuse (and
+/// with it single flight), as `-cache-size` does in the Go provider.
 pub struct TokenCache {
     capacity: usize,
-    entries: Mutex<HashMap<Identity, Entry>>,
+    slots: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
 impl TokenCache {
     pub fn new(capacity: i64) -> Self {
         TokenCache {
             capacity: usize::try_from(capacity).unwrap_or(0),
-            entries: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, id: &Identity) -> Option<SecretString> {
+    /// The slot of `id`, created if needed.
+    pub fn slot(&self, id: &Identity) -> Arc<tokio::sync::Mutex<Slot>> {
         if self.capacity == 0 {
-            return None;
+            return Arc::new(tokio::sync::Mutex::new(Slot::default()));
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(id) {
-            Some(e) if e.reuse_until.is_none_or(|t| Instant::now() < t) => Some(e.token.clone()),
-            Some(_) => {
-                entries.remove(id);
-                None
-            }
-            None => None,
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get(id) {
+            return s.clone();
+        }
+        if slots.len() >= self.capacity {
+            evict(&mut slots, self.capacity);
+        }
+        let slot = Arc::new(tokio::sync::Mutex::new(Slot {
+            last_used: Some(Instant::now()),
+            ..Default::default()
+        }));
+        slots.insert(id.clone(), slot.clone());
+        slot
+    }
+
+    /// Drops the token of `id` if it is still the one of `epoch` (Vault refused it).
+    pub async fn invalidate(&self, id: &Identity, epoch: u64) {
+        let slot = self.slot(id);
+        let mut s = slot.lock().await;
+        if s.held.as_ref().is_some_and(|h| h.epoch == epoch) {
+            s.held = None;
         }
     }
 
-    pub fn put(&self, id: Identity, token: &VaultToken) {
-        if self.capacity == 0 {
-            return;
-        }
-        let reuse_until = (!token.lease_duration.is_zero())
-            .then(|| Instant::now() + token.lease_duration.mul_f64(2.0 / 3.0));
-        if reuse_until.is_some_and(|t| t <= Instant::now() + Duration::from_secs(1)) {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            // Drop the entry that expires first (never-expiring ones last).
-            if let Some(victim) = entries
-                .iter()
-                .min_by_key(|(_, e)| {
-                    e.reuse_until
-                        .unwrap_or_else(|| Instant::now() + Duration::from_secs(u32::MAX as u64))
-                })
-                .map(|(k, _)| k.clone())
-            {
-                entries.remove(&victim);
-            }
-        }
-        entries.insert(
-            id,
-            Entry {
-                token: token.token.clone(),
-                reuse_until,
-            },
-        );
-    }
-
-    pub fn remove(&self, id: &Identity) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-    }
-
+    /// Identities held.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,12 +152,43 @@ impl TokenCache {
     }
 }
 
+/// Makes room: first slots without a usable token, then the least recently used. Slots in
+/// use (locked) are never dropped.
+fn evict(slots: &mut HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>, capacity: usize) {
+    let now = Instant::now();
+    slots.retain(|_, s| match s.try_lock() {
+        Ok(g) => g
+            .held
+            .as_ref()
+            .is_some_and(|h| h.fresh(now) || h.renewable_now(now)),
+        Err(_) => true,
+    });
+    while slots.len() >= capacity {
+        let oldest = slots
+            .iter()
+            .filter_map(|(k, s)| s.try_lock().ok().map(|g| (k.clone(), g.last_used)))
+            .min_by_key(|(_, t)| *t)
+            .map(|(k, _)| k);
+        match oldest {
+            Some(k) => {
+                slots.remove(&k);
+            }
+            None => break,
+        }
+    }
+}
+
+/// Marks a slot as used now (for eviction order).
+pub fn touch(slot: &mut Slot) {
+    slot.last_used = Some(Instant::now());
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
     use crate::settings::TlsSettings;
 
-    fn id(sa: &str) -> Identity {
+    pub fn identity(sa: &str) -> Identity {
         Identity {
             namespace: "ns".into(),
             service_account: sa.into(),
@@ -125,6 +203,12 @@ mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::identity as id;
+    use super::*;
 
     fn token(s: &str, lease: u64) -> VaultToken {
         VaultToken {
@@ -135,33 +219,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn reuse_until_two_thirds_of_the_lease() {
+    async fn fresh_until_two_thirds_then_renewable_until_the_end() {
         let c = TokenCache::new(10);
-        c.put(id("a"), &token("t1", 300));
-        assert_eq!(c.get(&id("a")).unwrap().expose(), "t1");
-        assert!(c.get(&id("b")).is_none());
+        let slot = c.slot(&id("a"));
+        let held = slot.lock().await.store(&token("t1", 300), true);
+        assert!(held.fresh(Instant::now()));
         tokio::time::advance(Duration::from_secs(199)).await;
-        assert!(c.get(&id("a")).is_some());
+        assert!(held.fresh(Instant::now()));
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(c.get(&id("a")).is_none());
+        assert!(!held.fresh(Instant::now()));
+        assert!(held.renewable_now(Instant::now()));
+        tokio::time::advance(Duration::from_secs(98)).await;
+        assert!(!held.renewable_now(Instant::now()));
+        // The same slot for the same identity, another for another.
+        assert!(Arc::ptr_eq(&slot, &c.slot(&id("a"))));
+        assert!(!Arc::ptr_eq(&slot, &c.slot(&id("b"))));
     }
 
     #[tokio::test]
-    async fn capacity_bounds_and_zero_disables() {
+    async fn epochs_guard_invalidation_and_capacity_bounds() {
         let c = TokenCache::new(2);
-        c.put(id("a"), &token("a", 100));
-        c.put(id("b"), &token("b", 1000));
-        c.put(id("c"), &token("c", 1000));
-        assert_eq!(c.len(), 2);
+        let slot = c.slot(&id("a"));
+        let first = slot.lock().await.store(&token("t1", 300), true);
+        let second = slot.lock().await.store(&token("t2", 300), true);
+        assert_ne!(first.epoch, second.epoch);
+        c.invalidate(&id("a"), first.epoch).await;
         assert!(
-            c.get(&id("a")).is_none(),
-            "the soonest to expire went first"
+            slot.lock().await.held.is_some(),
+            "a stale epoch does not drop the new token"
         );
+        c.invalidate(&id("a"), second.epoch).await;
+        assert!(slot.lock().await.held.is_none());
+        c.slot(&id("b")).lock().await.store(&token("b", 300), true);
+        c.slot(&id("c"));
+        c.slot(&id("d"));
+        assert!(c.len() <= 2);
         let off = TokenCache::new(0);
-        off.put(id("a"), &token("a", 100));
-        assert!(off.get(&id("a")).is_none());
-        let neg = TokenCache::new(-5);
-        neg.put(id("a"), &token("a", 100));
-        assert!(neg.get(&id("a")).is_none());
+        assert!(!Arc::ptr_eq(&off.slot(&id("a")), &off.slot(&id("a"))));
     }
 }

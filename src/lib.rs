@@ -31,6 +31,7 @@ pub mod plan;
 pub mod provider;
 pub mod render;
 pub mod response;
+pub mod reuse;
 pub mod secret;
 pub mod server;
 pub mod service;

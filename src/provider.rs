@@ -2,13 +2,15 @@
 //! Each step lives in its own module; this file only strings them together.
 
 use crate::error::MountError;
-use crate::identity::{Identity, TokenCache};
+use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
+use crate::plan::ReadSpec;
 use crate::plan::{self, MountPlan, RawMount};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::render;
 use crate::response::SecretResponse;
+use crate::reuse::{Flights, LeaseKey, Leases, ReadKey};
 use crate::secret::SecretString;
 use crate::settings::VaultSettings;
 use crate::vault::{ClientPool, Connection, VaultClient, VaultError};
@@ -25,6 +27,8 @@ pub struct Provider {
     keys: KeySource,
     kube: Option<Arc<KubeClient>>,
     tokens: TokenCache,
+    flights: Flights,
+    leases: Leases,
     max_response_bytes: usize,
 }
 
@@ -38,6 +42,10 @@ pub struct ProviderParts {
     pub cache_size: i64,
     /// Largest answer the driver accepts (`-max-response-size`).
     pub max_response_bytes: usize,
+    /// Requests in flight to one Vault at most (`-vault-concurrency`).
+    pub vault_concurrency: usize,
+    /// How long a finished answer without a lease serves identical reads (`-read-share-window`).
+    pub read_share_window: std::time::Duration,
 }
 
 impl Provider {
@@ -72,6 +80,8 @@ impl Provider {
             kube,
             cache_size: settings.cache_size,
             max_response_bytes: settings.max_response_bytes,
+            vault_concurrency: settings.vault_concurrency,
+            read_share_window: settings.read_share_window,
         }))
     }
 
@@ -79,10 +89,12 @@ impl Provider {
         Provider {
             vault: parts.vault,
             parallel_reads: parts.parallel_reads.max(1),
-            pool: ClientPool::default(),
+            pool: ClientPool::new(parts.vault_concurrency),
             keys: parts.keys,
             kube: parts.kube,
             tokens: TokenCache::new(parts.cache_size),
+            flights: Flights::new(parts.read_share_window),
+            leases: Leases::default(),
             max_response_bytes: parts.max_response_bytes,
         }
     }
@@ -127,24 +139,28 @@ impl Provider {
             connection: conn,
         };
 
-        let answers = match self.tokens.get(&identity) {
-            Some(token) => match self.read_all(&client, &token, &plan, deadline).await {
-                // A reused token may have been revoked: log in once more and retry once.
-                Err(MountError::Read {
-                    source: VaultError::Status { status: 403, .. },
-                    ..
-                }) => {
-                    tracing::debug!("reused Vault token refused; logging in again");
-                    self.tokens.remove(&identity);
-                    let token = self.login(&client, &plan, &identity, deadline).await?;
-                    self.read_all(&client, &token, &plan, deadline).await?
-                }
-                other => other?,
-            },
-            None => {
-                let token = self.login(&client, &plan, &identity, deadline).await?;
-                self.read_all(&client, &token, &plan, deadline).await?
+        let slot = self.tokens.slot(&identity);
+        let (held, new_login) = self
+            .token(&slot, &client, &plan, &identity, deadline)
+            .await?;
+        let answers = match self
+            .read_all(&client, &held, &plan, &identity, deadline)
+            .await
+        {
+            // A reused token may have been revoked: log in once more and retry once.
+            Err(MountError::Read {
+                source: VaultError::Status { status: 403, .. },
+                ..
+            }) if !new_login => {
+                tracing::debug!("reused Vault token refused; logging in again");
+                self.tokens.invalidate(&identity, held.epoch).await;
+                let (held, _) = self
+                    .token(&slot, &client, &plan, &identity, deadline)
+                    .await?;
+                self.read_all(&client, &held, &plan, &identity, deadline)
+                    .await?
             }
+            other => other?,
         };
         let key = self.keys.key().await;
         let response = respond(&plan, &answers, &key)?;
@@ -203,13 +219,46 @@ impl Provider {
         }
     }
 
-    async fn login(
+    /// The identity's Vault token: held, renewed, or from a new login. Whoever holds the
+    /// slot's lock does the work; concurrent mounts of the identity wait for it (single
+    /// flight). Returns the token and whether it comes from a login made just now.
+    async fn token(
         &self,
+        slot: &tokio::sync::Mutex<Slot>,
         client: &VaultClient,
         plan: &MountPlan,
         identity: &Identity,
         deadline: Instant,
-    ) -> Result<SecretString, MountError> {
+    ) -> Result<(Held, bool), MountError> {
+        let mut s = tokio::time::timeout_at(deadline, slot.lock())
+            .await
+            .map_err(|_| {
+                MountError::Deadline("waiting for this service account's Vault login".into())
+            })?;
+        crate::identity::touch(&mut s);
+        let now = Instant::now();
+        if let Some(h) = s.held.clone() {
+            if h.fresh(now) {
+                return Ok((h, false));
+            }
+            if h.renewable_now(now) {
+                match client.renew_self(&h.token, deadline).await {
+                    Ok(renewed) => {
+                        let held = s.store(&renewed, false);
+                        if s.held.is_some() {
+                            tracing::debug!(
+                                lease_s = renewed.lease_duration.as_secs(),
+                                "Vault token renewed"
+                            );
+                            return Ok((held, false));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Vault token renewal failed; logging in again")
+                    }
+                }
+            }
+        }
         let sa_token = self.service_account_token(plan, deadline).await?;
         let token = client
             .login(&identity.auth_mount, &plan.role, &sa_token, deadline)
@@ -219,33 +268,27 @@ impl Provider {
                 mount: identity.auth_mount.clone(),
                 source,
             })?;
-        self.tokens.put(identity.clone(), &token);
-        Ok(token.token)
+        Ok((s.store(&token, true), true))
     }
 
     /// Every distinct read once, `parallel_reads` at a time; the first failure ends the Mount.
     async fn read_all(
         &self,
         client: &VaultClient,
-        token: &SecretString,
+        held: &Held,
         plan: &MountPlan,
+        identity: &Identity,
         deadline: Instant,
     ) -> Result<Vec<Arc<SecretResponse>>, MountError> {
         let mut answers: Vec<Option<Arc<SecretResponse>>> = vec![None; plan.reads.len()];
-        let reads: Vec<_> = plan
-            .reads
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, spec)| {
-                let (client, token) = (client.clone(), token.clone());
-                async move { (i, client.read(&token, &spec, deadline).await) }
-            })
-            .collect();
+        let mut reads = Vec::with_capacity(plan.reads.len());
+        for (i, spec) in plan.reads.iter().enumerate() {
+            reads.push(self.read_one(i, client, held, &plan.pod.uid, identity, spec, deadline));
+        }
         let mut stream = futures_util::stream::iter(reads).buffer_unordered(self.parallel_reads);
         while let Some((i, result)) = stream.next().await {
             match result {
-                Ok(answer) => answers[i] = Some(Arc::new(answer)),
+                Ok(answer) => answers[i] = Some(answer),
                 Err(source) => {
                     let objects = plan
                         .objects
@@ -261,6 +304,43 @@ impl Provider {
             .into_iter()
             .map(|a| a.ok_or_else(|| MountError::Internal("a read produced no answer".into())))
             .collect()
+    }
+
+    /// One read: this pod's still-good lease or certificate, else a read shared with
+    /// identical ones in flight.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_one(
+        &self,
+        i: usize,
+        client: &VaultClient,
+        held: &Held,
+        pod_uid: &str,
+        identity: &Identity,
+        spec: &ReadSpec,
+        deadline: Instant,
+    ) -> (usize, Result<Arc<SecretResponse>, VaultError>) {
+        let lease_key = (!pod_uid.is_empty()).then(|| LeaseKey {
+            pod_uid: pod_uid.to_string(),
+            identity: identity.clone(),
+            spec: spec.clone(),
+        });
+        if let Some(answer) = lease_key
+            .as_ref()
+            .and_then(|k| self.leases.get(k, held.epoch))
+        {
+            return (i, Ok(answer));
+        }
+        let key = ReadKey {
+            identity: identity.clone(),
+            epoch: held.epoch,
+            spec: spec.clone(),
+        };
+        let read = async { client.read(&held.token, spec, deadline).await.map(Arc::new) };
+        let result = self.flights.run(key, read).await;
+        if let (Ok(answer), Some(k)) = (&result, lease_key) {
+            self.leases.put(k, answer, held.epoch, held.expires_at);
+        }
+        (i, result)
     }
 }
 

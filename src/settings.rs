@@ -63,6 +63,10 @@ pub struct Settings {
     pub socket_group: Option<u32>,
     /// Largest Mount answer, in bytes (the driver's `--max-call-recv-msg-size`).
     pub max_response_bytes: usize,
+    /// Requests in flight to one Vault at most.
+    pub vault_concurrency: usize,
+    /// How long a finished static read serves identical reads of the same identity.
+    pub read_share_window: Duration,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -229,6 +233,18 @@ pub const SERVER_FLAGS: &[Flag] = &[
         Kind::Value,
         "4194304",
         "largest Mount answer in bytes: keep it equal to the driver's --max-call-recv-msg-size",
+    ),
+    f(
+        "vault-concurrency",
+        Kind::Value,
+        "32",
+        "requests in flight to one Vault at most; more wait their turn inside their deadline",
+    ),
+    f(
+        "read-share-window",
+        Kind::Value,
+        "0s",
+        "how long a static answer serves identical reads of the same service account (0: read fresh every Mount)",
     ),
 ];
 
@@ -431,6 +447,29 @@ impl Settings {
                 )
             })?;
 
+        let conc_text = value("vault-concurrency");
+        let vault_concurrency = conc_text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "-vault-concurrency",
+                    &conc_text,
+                    "use a number from 1 to 10000",
+                )
+            })?;
+        let window_text = value("read-share-window");
+        let read_share_window = parse_duration(&window_text)
+            .filter(|d| *d <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                invalid(
+                    "-read-share-window",
+                    &window_text,
+                    "use a duration like 0s or 5s",
+                )
+            })?;
+
         let vault = VaultSettings::from_sources(flags, env)?;
 
         Ok(Settings {
@@ -448,6 +487,8 @@ impl Settings {
             socket_mode,
             socket_group,
             max_response_bytes,
+            vault_concurrency,
+            read_share_window,
         })
     }
 }

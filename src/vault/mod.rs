@@ -13,13 +13,14 @@ use crate::settings::{TlsSettings, VaultSettings};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Largest answer body accepted from Vault.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// A failure talking to Vault. Messages keep Vault's own error text and never carry tokens.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
     #[error("cannot reach Vault at {address}: {detail}{hint}")]
     Unreachable {
@@ -105,13 +106,32 @@ impl Connection {
     }
 }
 
-/// Shared HTTP clients, one per transport and TLS setting.
-#[derive(Default)]
+/// Shared HTTP clients, one per transport and TLS setting, and one bound on concurrent
+/// requests per Vault address, so that a herd of pods cannot stampede it.
 pub struct ClientPool {
     clients: Mutex<HashMap<(Option<String>, TlsSettings), reqwest::Client>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    concurrency: usize,
 }
 
+impl Default for ClientPool {
+    fn default() -> Self {
+        ClientPool::new(DEFAULT_CONCURRENCY)
+    }
+}
+
+/// Requests in flight to one Vault at most, by default (`-vault-concurrency`).
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
 impl ClientPool {
+    pub fn new(concurrency: usize) -> Self {
+        ClientPool {
+            clients: Mutex::new(HashMap::new()),
+            limits: Mutex::new(HashMap::new()),
+            concurrency: concurrency.max(1),
+        }
+    }
+
     /// A client for `conn`, reusing the shared pool for its transport and TLS setting.
     pub fn client(&self, conn: &Connection) -> Result<VaultClient, VaultError> {
         let (base, socket) = split_address(&conn.address)?;
@@ -125,8 +145,17 @@ impl ClientPool {
                 c
             }
         };
+        drop(clients);
+        let limit = self
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(conn.address.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.concurrency)))
+            .clone();
         Ok(VaultClient {
             http,
+            limit,
             client_cert: conn.tls.client_cert.is_some(),
             base,
             address: conn.address.clone(),
@@ -188,6 +217,8 @@ pub struct VaultToken {
 #[derive(Clone)]
 pub struct VaultClient {
     http: reqwest::Client,
+    /// Shared by every client of this Vault address.
+    limit: Arc<Semaphore>,
     client_cert: bool,
     base: url::Url,
     address: String,
@@ -244,6 +275,44 @@ impl VaultClient {
         Ok(VaultToken {
             token: SecretString::new(token.to_string()),
             lease_duration: Duration::from_secs(lease),
+            renewable: auth
+                .get("renewable")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        })
+    }
+
+    /// `POST /v1/auth/token/renew-self`: extends the token's lease.
+    pub async fn renew_self(
+        &self,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<VaultToken, VaultError> {
+        let what = "renewal of the Vault token".to_string();
+        let url = self.url("v1/auth/token/renew-self", &[])?;
+        let (status, bytes) = self
+            .send(&what, deadline, || {
+                self.request(reqwest::Method::POST, url.clone(), Some(token))
+                    .header("content-type", "application/json")
+                    .body("{}")
+            })
+            .await?;
+        check_status(&what, status, &bytes)?;
+        let answer = SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
+            what: what.clone(),
+            detail: "not a JSON object".into(),
+        })?;
+        let auth = answer.auth.as_ref().ok_or_else(|| VaultError::BadAnswer {
+            what: what.clone(),
+            detail: "it carries no auth section".into(),
+        })?;
+        Ok(VaultToken {
+            token: token.clone(),
+            lease_duration: Duration::from_secs(
+                auth.get("lease_duration")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0),
+            ),
             renewable: auth
                 .get("renewable")
                 .and_then(|v| v.as_bool())
@@ -340,6 +409,16 @@ impl VaultClient {
                     what: what.to_string(),
                 });
             }
+            // Queue for a place among the requests in flight to this Vault, inside the deadline.
+            let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.limit.acquire()).await
+            else {
+                return Err(VaultError::Deadline {
+                    what: format!(
+                        "{what} was queued behind other requests to Vault (-vault-concurrency)"
+                    ),
+                });
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
             let per_try = self.timeout.min(remaining);
             let outcome = tokio::time::timeout(per_try, async {
                 let resp = build().send().await?;

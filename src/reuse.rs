@@ -1,0 +1,252 @@
+//! Fetch-stage reuse, so that a node full of pods is light on Vault:
+//! - identical reads (same identity, token, path, method, query and body) that are in
+//!   flight at the same time become one request ([`Flights`]); with `-read-share-window`
+//!   a finished answer without a lease also serves identical reads for that long;
+//! - answers with a lease (dynamic database or cloud credentials) and issued certificates
+//!   are reused for the same pod and object until two thirds of their lease or validity
+//!   have passed ([`Leases`]), so rotation polls mint nothing new while the old ones are good.
+
+use crate::identity::Identity;
+use crate::plan::ReadSpec;
+use crate::response::SecretResponse;
+use crate::vault::VaultError;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+type Outcome = Result<Arc<SecretResponse>, VaultError>;
+/// A read's shared outcome and when it started.
+type Flight = (Arc<OnceCell<Outcome>>, Instant);
+
+/// How long an answer may be reused for the pod that asked: two thirds of its lease, or of
+/// the remaining validity of the certificate it issued. `None`: not reusable (static data).
+/// Pure: `now_unix` is the current time in seconds.
+pub fn reuse_lifetime(answer: &SecretResponse, now_unix: i64) -> Option<Duration> {
+    if !answer.lease_id.is_empty() && answer.lease_duration > 0 {
+        return Some(Duration::from_secs(answer.lease_duration as u64).mul_f64(2.0 / 3.0));
+    }
+    let data = answer.data.as_ref()?;
+    let is_cert = data.get("certificate").is_some_and(|c| c.is_string());
+    let expiration = data.get("expiration").and_then(|e| e.as_i64())?;
+    (is_cert && expiration > now_unix)
+        .then(|| Duration::from_secs((expiration - now_unix) as u64).mul_f64(2.0 / 3.0))
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Who reads what with which token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadKey {
+    pub identity: Identity,
+    pub epoch: u64,
+    pub spec: ReadSpec,
+}
+
+/// Reads in flight (and, with a window, recently finished) by key.
+pub struct Flights {
+    map: Mutex<HashMap<ReadKey, Flight>>,
+    window: Duration,
+}
+
+impl Flights {
+    pub fn new(window: Duration) -> Self {
+        Flights {
+            map: Mutex::new(HashMap::new()),
+            window,
+        }
+    }
+
+    /// Runs `read`, or joins an identical one already running (or shared within the window).
+    pub async fn run(&self, key: ReadKey, read: impl Future<Output = Outcome>) -> Outcome {
+        let cell = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let usable = map.get(&key).filter(|(cell, created)| match cell.get() {
+                None => true,
+                Some(Ok(a)) => *created + self.window > now && reuse_lifetime(a, 0).is_none(),
+                Some(Err(_)) => false,
+            });
+            match usable {
+                Some((cell, _)) => cell.clone(),
+                None => {
+                    if map.len() > 4096 {
+                        map.retain(|_, (c, created)| {
+                            c.get().is_none() || *created + self.window > now
+                        });
+                    }
+                    let cell = Arc::new(OnceCell::new());
+                    map.insert(key.clone(), (cell.clone(), now));
+                    cell
+                }
+            }
+        };
+        let out = cell.get_or_init(|| read).await.clone();
+        let keep =
+            self.window > Duration::ZERO && matches!(&out, Ok(a) if reuse_lifetime(a, 0).is_none());
+        if !keep {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&key).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
+        }
+        out
+    }
+}
+
+/// One pod's object read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    pub pod_uid: String,
+    pub identity: Identity,
+    pub spec: ReadSpec,
+}
+
+struct LeaseEntry {
+    answer: Arc<SecretResponse>,
+    reuse_until: Instant,
+    epoch: u64,
+}
+
+/// Leased answers and issued certificates kept for the pod that asked.
+#[derive(Default)]
+pub struct Leases {
+    map: Mutex<HashMap<LeaseKey, LeaseEntry>>,
+}
+
+const MAX_LEASES: usize = 100_000;
+
+impl Leases {
+    /// A kept answer, if it is still within its reuse time and was read with this token.
+    pub fn get(&self, key: &LeaseKey, epoch: u64) -> Option<Arc<SecretResponse>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|e| e.epoch == epoch && Instant::now() < e.reuse_until)
+            .map(|e| e.answer.clone())
+    }
+
+    /// Keeps `answer` if it has a lease or is a certificate. Reuse also ends with the token
+    /// that read it: Vault revokes a token's leases with the token.
+    pub fn put(
+        &self,
+        key: LeaseKey,
+        answer: &Arc<SecretResponse>,
+        epoch: u64,
+        token_expires: Option<Instant>,
+    ) {
+        let Some(lifetime) = reuse_lifetime(answer, now_unix()) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut reuse_until = now + lifetime;
+        if let Some(t) = token_expires {
+            reuse_until = reuse_until.min(t);
+        }
+        if reuse_until <= now {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_LEASES {
+            map.retain(|_, e| e.reuse_until > now);
+            if map.len() >= MAX_LEASES {
+                return;
+            }
+        }
+        map.insert(
+            key,
+            LeaseEntry {
+                answer: answer.clone(),
+                reuse_until,
+                epoch,
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(json: &str) -> SecretResponse {
+        SecretResponse::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn lifetimes() {
+        let leased = answer(
+            r#"{"lease_id":"database/creds/app/x","lease_duration":3600,"data":{"username":"u"}}"#,
+        );
+        assert_eq!(reuse_lifetime(&leased, 0), Some(Duration::from_secs(2400)));
+        let cert = answer(r#"{"data":{"certificate":"-----BEGIN","expiration":1300}}"#);
+        assert_eq!(reuse_lifetime(&cert, 1000), Some(Duration::from_secs(200)));
+        assert_eq!(reuse_lifetime(&cert, 2000), None, "expired");
+        let kv1 = answer(r#"{"lease_id":"","lease_duration":2764800,"data":{"k":"v"}}"#);
+        assert_eq!(
+            reuse_lifetime(&kv1, 0),
+            None,
+            "a TTL hint without a lease is static data"
+        );
+        assert_eq!(
+            reuse_lifetime(&answer(r#"{"data":{"expiration":5}}"#), 0),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_reads_run_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let flights = Arc::new(Flights::new(Duration::ZERO));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = ReadKey {
+            identity: crate::identity::tests_support::identity("a"),
+            epoch: 1,
+            spec: ReadSpec {
+                method: crate::plan::Method::Get,
+                path: "/v1/secret/data/a".into(),
+                query: vec![],
+                body: None,
+            },
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let (f, r, k) = (flights.clone(), runs.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                f.run(k, async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Arc::new(SecretResponse::default()))
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // Finished and no window: the next read is a new one.
+        let r = runs.clone();
+        flights
+            .run(key, async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(Arc::new(SecretResponse::default()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+}
