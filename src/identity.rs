@@ -41,7 +41,7 @@ pub struct Held {
 }
 
 /// Renewal must leave at least this much lease to be worth keeping.
-const MIN_LEASE: Duration = Duration::from_secs(10);
+const MIN_LEASE: Duration = Duration::from_secs(1);
 
 impl Held {
     pub fn new(token: &VaultToken, epoch: u64, now: Instant) -> Held {
@@ -70,7 +70,7 @@ impl Held {
         self.renewable
             && self
                 .expires_at
-                .is_some_and(|t| now + Duration::from_secs(2) < t)
+                .is_some_and(|t| now + Duration::from_secs(1) < t)
     }
 }
 
@@ -230,7 +230,10 @@ mod tests {
         assert!(!held.fresh(Instant::now()));
         assert!(held.renewable_now(Instant::now()));
         tokio::time::advance(Duration::from_secs(98)).await;
-        assert!(!held.renewable_now(Instant::now()));
+        assert!(
+            !held.renewable_now(Instant::now()),
+            "too close to the end: log in again"
+        );
         // The same slot for the same identity, another for another.
         assert!(Arc::ptr_eq(&slot, &c.slot(&id("a"))));
         assert!(!Arc::ptr_eq(&slot, &c.slot(&id("b"))));

@@ -37,6 +37,9 @@ pub struct FakeVault {
     pub addr: String,
     pub logins: Arc<AtomicUsize>,
     pub reads: Arc<AtomicUsize>,
+    /// Requests being answered now, and the most there ever were at once.
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: Arc<AtomicUsize>,
     pub behaviour: Arc<Mutex<Behaviour>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -51,36 +54,34 @@ impl FakeVault {
     pub async fn start(b: Behaviour) -> FakeVault {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let logins = Arc::new(AtomicUsize::new(0));
-        let reads = Arc::new(AtomicUsize::new(0));
-        let behaviour = Arc::new(Mutex::new(b));
-        let (l, r, b) = (logins.clone(), reads.clone(), behaviour.clone());
+        let mut fake = FakeVault {
+            addr,
+            logins: Arc::new(AtomicUsize::new(0)),
+            reads: Arc::new(AtomicUsize::new(0)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: Arc::new(AtomicUsize::new(0)),
+            behaviour: Arc::new(Mutex::new(b)),
+            task: tokio::spawn(async {}),
+        };
+        let counters = Counters {
+            logins: fake.logins.clone(),
+            reads: fake.reads.clone(),
+            in_flight: fake.in_flight.clone(),
+            max_in_flight: fake.max_in_flight.clone(),
+            behaviour: fake.behaviour.clone(),
+        };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (l, r, b) = (l.clone(), r.clone(), b.clone());
+                let c = counters.clone();
                 tokio::spawn(async move {
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let (l, r, b) = (l.clone(), r.clone(), b.clone());
+                            let c = c.clone();
                             async move {
-                                let beh = b.lock().unwrap().clone();
-                                let (status, body, delay) = if req.uri().path().ends_with("/login")
-                                {
-                                    l.fetch_add(1, Ordering::SeqCst);
-                                    (200, beh.login_body.clone(), beh.login_delay)
-                                } else {
-                                    let n = r.fetch_add(1, Ordering::SeqCst);
-                                    let (s, v) = beh.reads[n.min(beh.reads.len() - 1)].clone();
-                                    (s, v, beh.read_delay)
-                                };
-                                tokio::time::sleep(delay).await;
-                                let mut resp =
-                                    Response::new(Full::new(Bytes::from(body.to_string())));
-                                *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-                                Ok::<_, std::convert::Infallible>(resp)
+                                Ok::<_, std::convert::Infallible>(c.answer(req.uri().path()).await)
                             }
                         });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -89,12 +90,37 @@ impl FakeVault {
                 });
             }
         });
-        FakeVault {
-            addr,
-            logins,
-            reads,
-            behaviour,
-            task,
-        }
+        fake.task = task;
+        fake
+    }
+}
+
+#[derive(Clone)]
+struct Counters {
+    logins: Arc<AtomicUsize>,
+    reads: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+impl Counters {
+    async fn answer(&self, path: &str) -> Response<Full<Bytes>> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let beh = self.behaviour.lock().unwrap().clone();
+        let (status, body, delay) = if path.ends_with("/login") {
+            self.logins.fetch_add(1, Ordering::SeqCst);
+            (200, beh.login_body.clone(), beh.login_delay)
+        } else {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst);
+            let (s, v) = beh.reads[n.min(beh.reads.len() - 1)].clone();
+            (s, v, beh.read_delay)
+        };
+        tokio::time::sleep(delay).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        resp
     }
 }
