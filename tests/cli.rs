@@ -28,11 +28,7 @@ spec:
 "#;
 
 async fn openbao() -> OpenBao {
-    let bao = OpenBao::start().await;
-    bao.policy("app", r#"path "secret/data/*" { capabilities = ["read"] }"#)
-        .await;
-    bao.enable_jwt("jwt").await;
-    bao.jwt_role("jwt", "app", "default", "app", &["app"]).await;
+    let bao = OpenBao::with_app_role().await;
     bao.write(
         "secret/data/db",
         json!({"data": {"password": "pg-pass-123"}}),

@@ -12,17 +12,6 @@ use tonic::Code;
 use vault_csi_provider::proto::VersionRequest;
 use vault_csi_provider::proto::csi_driver_provider_client::CsiDriverProviderClient;
 
-async fn openbao() -> OpenBao {
-    let bao = OpenBao::start().await;
-    bao.policy("app", r#"path "secret/data/*" { capabilities = ["read"] }"#)
-        .await;
-    bao.enable_jwt("jwt").await;
-    bao.jwt_role("jwt", "app", "default", "app", &["app"]).await;
-    bao.write("secret/data/app", json!({"data": {"k": "v"}}))
-        .await;
-    bao
-}
-
 fn class() -> Value {
     json!({"roleName": "app", "vaultAuthMountPath": "jwt",
            "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}"})
@@ -30,7 +19,7 @@ fn class() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_authority_form_on_one_connection_with_a_churned_header_table() {
-    let bao = openbao().await;
+    let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &["-log-level=debug"]).await;
     let pod = Pod::new("default", "app");
     for form in [
@@ -103,7 +92,7 @@ async fn every_authority_form_on_one_connection_with_a_churned_header_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_an_http2_error_and_the_server_lives_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let bao = openbao().await;
+    let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &[]).await;
     for junk in [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -136,7 +125,7 @@ async fn garbage_gets_an_http2_error_and_the_server_lives_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_controller_call_shape_and_tokens_in_secrets() {
-    let bao = openbao().await;
+    let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &[]).await;
     let c = p.client().await;
     // The secrets-store-sync-controller: its own pod, a fake target path, {} secrets, no versions.
@@ -167,7 +156,7 @@ async fn sync_controller_call_shape_and_tokens_in_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_mode_and_group_flags() {
-    let bao = openbao().await;
+    let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &["-socket-mode=0660", "-socket-group=1"]).await;
     let meta = std::fs::metadata(&p.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
@@ -186,7 +175,7 @@ async fn socket_mode_and_group_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_too_large_for_the_driver_fail_clearly() {
-    let bao = openbao().await;
+    let bao = OpenBao::with_app_role().await;
     let big = "b".repeat(3 * 1024 * 1024);
     bao.write("secret/data/big", json!({"data": {"k": big}}))
         .await;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::fake_vault::{Behaviour, FakeVault};
-use common::postgres::{Postgres, SUPERUSER_PASSWORD};
+use common::postgres::Postgres;
 use common::*;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -130,26 +130,7 @@ async fn identical_reads_coalesce() {
 async fn leases_are_reused_until_two_thirds_then_replaced() {
     let bao = openbao("1h").await;
     let pg = Postgres::start();
-    bao.write("sys/mounts/database", json!({"type": "database"}))
-        .await;
-    bao.write(
-        "database/config/pg",
-        json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", pg.port),
-            "username": "postgres", "password": SUPERUSER_PASSWORD, "allowed_roles": ["app"],
-        }),
-    )
-    .await;
-    bao.write(
-        "database/roles/app",
-        json!({
-            "db_name": "pg",
-            "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
-            "default_ttl": "9s", "max_ttl": "1h",
-        }),
-    )
-    .await;
+    pg.serve_openbao(&bao, "app", "9s").await;
     let p = ProviderProcess::start(&bao.addr, &[]).await;
     let c = p.client().await;
     let objects = "- {objectName: user, secretPath: database/creds/app, secretKey: username}\n- {objectName: pass, secretPath: database/creds/app, secretKey: password}";

@@ -5,7 +5,7 @@
 mod common;
 
 use common::kube::KubeApi;
-use common::postgres::{Postgres, SUPERUSER_PASSWORD};
+use common::postgres::Postgres;
 use common::*;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -83,29 +83,7 @@ async fn env(with_db: bool) -> Env {
 
     let pg = if with_db {
         let pg = Postgres::start();
-        bao.write("sys/mounts/database", json!({"type": "database"}))
-            .await;
-        bao.write(
-            "database/config/postgres",
-            json!({
-                "plugin_name": "postgresql-database-plugin",
-                "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable", pg.port),
-                "username": "postgres",
-                "password": SUPERUSER_PASSWORD,
-                "allowed_roles": ["db-role"],
-            }),
-        )
-        .await;
-        bao.write(
-            "database/roles/db-role",
-            json!({
-                "db_name": "postgres",
-                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
-                "default_ttl": "1h",
-                "max_ttl": "24h",
-            }),
-        )
-        .await;
+        pg.serve_openbao(&bao, "db-role", "1h").await;
         Some(pg)
     } else {
         None

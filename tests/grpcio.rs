@@ -20,13 +20,7 @@ fn python() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_with_every_authority_form() {
-    let bao = OpenBao::start().await;
-    bao.policy("app", r#"path "secret/data/*" { capabilities = ["read"] }"#)
-        .await;
-    bao.enable_jwt("jwt").await;
-    bao.jwt_role("jwt", "app", "default", "app", &["app"]).await;
-    bao.write("secret/data/app", json!({"data": {"k": "v"}}))
-        .await;
+    let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &[]).await;
 
     let pod = Pod::new("default", "app");

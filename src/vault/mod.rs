@@ -251,35 +251,7 @@ impl VaultClient {
             })
             .await?;
         check_status(&what, status, &bytes)?;
-        let answer = SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
-            what: what.clone(),
-            detail: "not a JSON object".into(),
-        })?;
-        let auth = answer.auth.as_ref().ok_or_else(|| VaultError::BadAnswer {
-            what: what.clone(),
-            detail: "it carries no auth section: is this auth mount a kubernetes or jwt method?"
-                .into(),
-        })?;
-        let token = auth
-            .get("client_token")
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| VaultError::BadAnswer {
-                what: what.clone(),
-                detail: "it carries no client token".into(),
-            })?;
-        let lease = auth
-            .get("lease_duration")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        Ok(VaultToken {
-            token: SecretString::new(token.to_string()),
-            lease_duration: Duration::from_secs(lease),
-            renewable: auth
-                .get("renewable")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-        })
+        token_from_answer(&what, &bytes, None)
     }
 
     /// `POST /v1/auth/token/renew-self`: extends the token's lease.
@@ -298,26 +270,7 @@ impl VaultClient {
             })
             .await?;
         check_status(&what, status, &bytes)?;
-        let answer = SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
-            what: what.clone(),
-            detail: "not a JSON object".into(),
-        })?;
-        let auth = answer.auth.as_ref().ok_or_else(|| VaultError::BadAnswer {
-            what: what.clone(),
-            detail: "it carries no auth section".into(),
-        })?;
-        Ok(VaultToken {
-            token: token.clone(),
-            lease_duration: Duration::from_secs(
-                auth.get("lease_duration")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0),
-            ),
-            renewable: auth
-                .get("renewable")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-        })
+        token_from_answer(&what, &bytes, Some(token))
     }
 
     /// Reads one path with a Vault token.
@@ -489,6 +442,44 @@ impl VaultClient {
             tokio::time::sleep(backoff).await;
         }
     }
+}
+
+/// The token of a login or renewal answer (`auth.client_token`, or `known` for a renewal,
+/// whose answer repeats it), with its lease.
+fn token_from_answer(
+    what: &str,
+    bytes: &[u8],
+    known: Option<&SecretString>,
+) -> Result<VaultToken, VaultError> {
+    let bad = |detail: &str| VaultError::BadAnswer {
+        what: what.to_string(),
+        detail: detail.to_string(),
+    };
+    let answer = SecretResponse::parse(bytes).ok_or_else(|| bad("not a JSON object"))?;
+    let auth = answer.auth.as_ref().ok_or_else(|| {
+        bad("it carries no auth section: is this auth mount a kubernetes or jwt method?")
+    })?;
+    let token = match known {
+        Some(t) => t.clone(),
+        None => auth
+            .get("client_token")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .map(|t| SecretString::new(t.to_string()))
+            .ok_or_else(|| bad("it carries no client token"))?,
+    };
+    Ok(VaultToken {
+        token,
+        lease_duration: Duration::from_secs(
+            auth.get("lease_duration")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+        ),
+        renewable: auth
+            .get("renewable")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
 }
 
 enum BodyError {

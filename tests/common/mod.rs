@@ -161,6 +161,19 @@ impl OpenBao {
         }
     }
 
+    /// The common set-up: jwt auth at `jwt/` with role `app` for service account
+    /// default/app, reading `secret/data/*`, and `secret/data/app` = {k: v}.
+    pub async fn with_app_role() -> OpenBao {
+        let bao = OpenBao::start().await;
+        bao.policy("app", r#"path "secret/data/*" { capabilities = ["read"] }"#)
+            .await;
+        bao.enable_jwt("jwt").await;
+        bao.jwt_role("jwt", "app", "default", "app", &["app"]).await;
+        bao.write("secret/data/app", json!({"data": {"k": "v"}}))
+            .await;
+        bao
+    }
+
     /// Calls the API with the root token; panics on an error status.
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.api_status(method, path, body).await;
@@ -373,8 +386,13 @@ pub struct ProviderProcess {
     pub dir: tempfile::TempDir,
 }
 
-pub fn provider_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_vault-csi-provider")
+/// The provider binary: `$VCSP_PROVIDER_BIN` (the benchmark's release build), else the one
+/// cargo built for these tests.
+pub fn provider_binary() -> String {
+    std::env::var("VCSP_PROVIDER_BIN")
+        .ok()
+        .or(option_env!("CARGO_BIN_EXE_vault-csi-provider").map(str::to_string))
+        .expect("set VCSP_PROVIDER_BIN to the provider binary")
 }
 
 impl ProviderProcess {

@@ -147,6 +147,44 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Mounts OpenBao's database engine at `database/` with this server as connection `pg`
+    /// and a role `role` whose credentials live `ttl`.
+    pub async fn serve_openbao(&self, bao: &super::OpenBao, role: &str, ttl: &str) {
+        bao.write(
+            "sys/mounts/database",
+            serde_json::json!({"type": "database"}),
+        )
+        .await;
+        let url = format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        );
+        bao.write(
+            "database/config/pg",
+            serde_json::json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": url,
+                "username": "postgres",
+                "password": SUPERUSER_PASSWORD,
+                "allowed_roles": [role],
+                "max_open_connections": 8,
+            }),
+        )
+        .await;
+        bao.write(
+            &format!("database/roles/{role}"),
+            serde_json::json!({
+                "db_name": "pg",
+                "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
+                "default_ttl": ttl,
+                "max_ttl": "24h",
+            }),
+        )
+        .await;
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // SIGTERM via kill(1): postgres runs under another uid when started through runuser.
