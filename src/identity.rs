@@ -21,6 +21,8 @@ use tokio::time::Instant;
 pub struct Identity {
     pub namespace: String,
     pub service_account: String,
+    /// From the driver's token when it sent one; a recreated account is a new identity.
+    pub service_account_uid: String,
     pub role: String,
     pub auth_mount: String,
     pub connection: Connection,
@@ -192,6 +194,7 @@ pub(crate) mod tests_support {
         Identity {
             namespace: "ns".into(),
             service_account: sa.into(),
+            service_account_uid: String::new(),
             role: "r".into(),
             auth_mount: "kubernetes".into(),
             connection: Connection {

@@ -4,6 +4,7 @@
 //! every check happens here, before Vault is called.
 
 use crate::secret::SecretString;
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +31,44 @@ pub struct PodInfo {
 pub struct ServiceAccountToken {
     pub token: SecretString,
     pub expiration: Option<String>,
+    /// The service account's uid as the token states it (unverified: it only ever splits
+    /// identities further, since namespace and name come from kubelet).
+    pub service_account_uid: Option<String>,
+}
+
+/// Pod identity claims of a Kubernetes service-account token (read, not verified).
+#[derive(Default, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_uid: Option<String>,
+    pub service_account_uid: Option<String>,
+    pub expiration: Option<i64>,
+}
+
+/// Reads the claims of a JWT without verifying it (Vault verifies it).
+pub fn token_claims(jwt: &str) -> TokenClaims {
+    let Some(payload) = jwt.split('.').nth(1) else {
+        return TokenClaims::default();
+    };
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return TokenClaims::default();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return TokenClaims::default();
+    };
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
+    TokenClaims {
+        namespace: s("/kubernetes.io/namespace"),
+        service_account: s("/kubernetes.io/serviceaccount/name"),
+        pod_name: s("/kubernetes.io/pod/name"),
+        pod_uid: s("/kubernetes.io/pod/uid"),
+        service_account_uid: s("/kubernetes.io/serviceaccount/uid"),
+        expiration: v.get("exp").and_then(|e| e.as_i64()),
+    }
 }
 
 /// Connection settings a class may override; `None` keeps the process setting.
@@ -428,6 +467,7 @@ fn find_token(text: &str, audience: &str) -> Result<Option<ServiceAccountToken>,
         })?;
     Ok(tokens.into_iter().find_map(|(aud, t)| {
         (aud == audience && !t.token.is_empty()).then(|| ServiceAccountToken {
+            service_account_uid: token_claims(&t.token).service_account_uid,
             token: SecretString::new(t.token),
             expiration: t.expiration,
         })

@@ -131,6 +131,11 @@ impl Provider {
         let identity = Identity {
             namespace: plan.pod.namespace.clone(),
             service_account: plan.pod.service_account.clone(),
+            service_account_uid: plan
+                .token
+                .as_ref()
+                .and_then(|t| t.service_account_uid.clone())
+                .unwrap_or_default(),
             role: plan.role.clone(),
             auth_mount: plan
                 .auth_mount

@@ -119,7 +119,12 @@ struct LeaseEntry {
 #[derive(Default)]
 pub struct Leases {
     map: Mutex<HashMap<LeaseKey, LeaseEntry>>,
+    /// When expired entries (pods gone, leases past reuse) were last dropped.
+    last_purge: Mutex<Option<Instant>>,
 }
+
+/// How often expired entries are dropped once there are many.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 const MAX_LEASES: usize = 100_000;
 
@@ -153,6 +158,13 @@ impl Leases {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 1024 {
+            let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t + PURGE_EVERY < now) {
+                map.retain(|_, e| e.reuse_until > now);
+                *last = Some(now);
+            }
+        }
         if map.len() >= MAX_LEASES {
             map.retain(|_, e| e.reuse_until > now);
             if map.len() >= MAX_LEASES {

@@ -4,10 +4,9 @@
 //! Writes the files into a directory, or lists them (values hidden unless asked).
 
 use crate::flags::{self, Flag, Kind};
-use crate::plan::TOKENS_KEY;
+use crate::plan::{TOKENS_KEY, token_claims};
 use crate::proto::{MountRequest, MountResponse};
 use crate::settings::{self, SERVER_FLAGS, Settings};
-use base64::Engine;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -131,39 +130,6 @@ struct ClassSpec {
     provider: String,
     #[serde(default)]
     parameters: BTreeMap<String, serde_yaml_ng::Value>,
-}
-
-/// Pod identity claims of a Kubernetes service-account token (read, not verified).
-#[derive(Default, Debug, PartialEq, Eq)]
-pub struct TokenClaims {
-    pub namespace: Option<String>,
-    pub service_account: Option<String>,
-    pub pod_name: Option<String>,
-    pub pod_uid: Option<String>,
-    pub expiration: Option<i64>,
-}
-
-/// Reads the claims of a JWT without verifying it (Vault verifies it).
-pub fn token_claims(jwt: &str) -> TokenClaims {
-    let Some(payload) = jwt.split('.').nth(1) else {
-        return TokenClaims::default();
-    };
-    let Ok(bytes) =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
-    else {
-        return TokenClaims::default();
-    };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return TokenClaims::default();
-    };
-    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_string);
-    TokenClaims {
-        namespace: s("/kubernetes.io/namespace"),
-        service_account: s("/kubernetes.io/serviceaccount/name"),
-        pod_name: s("/kubernetes.io/pod/name"),
-        pod_uid: s("/kubernetes.io/pod/uid"),
-        expiration: v.get("exp").and_then(|e| e.as_i64()),
-    }
 }
 
 /// The MountRequest the driver would send for this class, pod and token.

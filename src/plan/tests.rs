@@ -392,3 +392,24 @@ fn scalars_as_names_and_keys() {
     assert_eq!(p.objects[0].name, "123");
     assert_eq!(p.objects[0].secret_key.as_deref(), Some("007"));
 }
+
+#[test]
+fn token_claims_give_the_service_account_uid() {
+    use base64::Engine;
+    let payload = json!({"kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "web", "uid": "sa-uid-1"}, "pod": {"name": "web-0", "uid": "p-1"}}, "exp": 10});
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let jwt = format!("{}.{}.sig", b64(&json!({"alg": "RS256"})), b64(&payload));
+    let c = token_claims(&jwt);
+    assert_eq!(c.service_account_uid.as_deref(), Some("sa-uid-1"));
+    assert_eq!(c.pod_uid.as_deref(), Some("p-1"));
+    assert_eq!(c.expiration, Some(10));
+    assert_eq!(token_claims("garbage"), TokenClaims::default());
+    let mut a = attrs(ONE);
+    let tokens = json!({"vault": {"token": jwt, "expirationTimestamp": ""}}).to_string();
+    a.insert(TOKENS_KEY.into(), json!(tokens));
+    let p = plan_with(a, "{}").unwrap();
+    assert_eq!(
+        p.token.unwrap().service_account_uid.as_deref(),
+        Some("sa-uid-1")
+    );
+}
