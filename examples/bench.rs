@@ -96,18 +96,9 @@ path "database/creds/app" { capabilities = ["read"] }
         )
         .await;
     }
-    bao.write(
-        "sys/mounts/pki",
-        json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
-    )
-    .await;
-    bao.write(
-        "pki/root/generate/internal",
-        json!({"common_name": "bench-root", "ttl": "8760h", "key_type": "ec"}),
-    )
-    .await;
-    bao.write(
-        "pki/roles/web",
+    bao.enable_pki(
+        "bench-root",
+        "web",
         json!({"allow_any_name": true, "ttl": "1h", "key_type": "ec", "key_bits": 256}),
     )
     .await;

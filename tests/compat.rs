@@ -369,6 +369,15 @@ impl KubeEnv {
     }
 }
 
+/// One Mount of the plain kube class through a fresh connection to `p`.
+async fn mount_once(p: &ProviderProcess, pod: &Pod) -> vault_csi_provider::proto::MountResponse {
+    p.client()
+        .await
+        .mount(pod.request(kube_class(json!({}))))
+        .await
+        .unwrap()
+}
+
 fn kube_class(extra: Value) -> Value {
     let mut p = json!({"roleName": "app", "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}"});
     for (k, v) in extra.as_object().unwrap() {
@@ -444,18 +453,8 @@ async fn versions_are_shared_through_the_key_secret() {
     e.kube.recorded.lock().unwrap().secret_get_barrier = 2;
     let (a, b) = tokio::join!(e.provider(&[]), e.provider(&[]));
     let pod = Pod::new("default", "app");
-    let ra = a
-        .client()
-        .await
-        .mount(pod.request(kube_class(json!({}))))
-        .await
-        .unwrap();
-    let rb = b
-        .client()
-        .await
-        .mount(pod.request(kube_class(json!({}))))
-        .await
-        .unwrap();
+    let ra = mount_once(&a, &pod).await;
+    let rb = mount_once(&b, &pod).await;
     let va = version(&ra, "k");
     assert_eq!(va.len(), 44);
     assert_eq!(va, version(&rb, "k"), "two nodes agree");
@@ -477,23 +476,14 @@ async fn versions_are_shared_through_the_key_secret() {
     // Held in memory: further mounts do not read the Secret again.
     let gets = e.kube.requests("GET", "/secrets/").len();
     for _ in 0..3 {
-        a.client()
-            .await
-            .mount(pod.request(kube_class(json!({}))))
-            .await
-            .unwrap();
+        mount_once(&a, &pod).await;
     }
     assert_eq!(e.kube.requests("GET", "/secrets/").len(), gets);
 
     // A restart keeps them.
     drop(a);
     let a2 = e.provider(&[]).await;
-    let r = a2
-        .client()
-        .await
-        .mount(pod.request(kube_class(json!({}))))
-        .await
-        .unwrap();
+    let r = mount_once(&a2, &pod).await;
     assert_eq!(version(&r, "k"), va);
 
     // A replaced key Secret changes them (after the provider restarts and reads it).
@@ -504,22 +494,12 @@ async fn versions_are_shared_through_the_key_secret() {
     }
     drop(a2);
     let a3 = e.provider(&[]).await;
-    let r = a3
-        .client()
-        .await
-        .mount(pod.request(kube_class(json!({}))))
-        .await
-        .unwrap();
+    let r = mount_once(&a3, &pod).await;
     assert_ne!(version(&r, "k"), va);
 
     // -hmac-secret-name picks another Secret.
     let other = e.provider(&["-hmac-secret-name=other-key"]).await;
-    other
-        .client()
-        .await
-        .mount(pod.request(kube_class(json!({}))))
-        .await
-        .unwrap();
+    mount_once(&other, &pod).await;
     assert!(
         e.kube
             .recorded

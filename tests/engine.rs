@@ -162,18 +162,9 @@ async fn leases_are_reused_until_two_thirds_then_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_reused_until_two_thirds_of_validity() {
     let bao = openbao("1h").await;
-    bao.write(
-        "sys/mounts/pki",
-        json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
-    )
-    .await;
-    bao.write(
-        "pki/root/generate/internal",
-        json!({"common_name": "test-root", "ttl": "8760h"}),
-    )
-    .await;
-    bao.write(
-        "pki/roles/web",
+    bao.enable_pki(
+        "test-root",
+        "web",
         json!({"allow_any_name": true, "ttl": "9s", "max_ttl": "1h"}),
     )
     .await;

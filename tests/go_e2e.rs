@@ -64,19 +64,9 @@ async fn env(with_db: bool) -> Env {
         json!({"data": {"bar": "hello-custom-audience"}}),
     )
     .await;
-
-    bao.write(
-        "sys/mounts/pki",
-        json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
-    )
-    .await;
-    bao.write(
-        "pki/root/generate/internal",
-        json!({"common_name": "example.com", "ttl": "8760h"}),
-    )
-    .await;
-    bao.write(
-        "pki/roles/example-dot-com",
+    bao.enable_pki(
+        "example.com",
+        "example-dot-com",
         json!({"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "72h"}),
     )
     .await;

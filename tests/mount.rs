@@ -266,20 +266,9 @@ async fn secret_path_forms_and_versions_query() {
 async fn pki_issue_with_put_and_secret_args() {
     let e = env().await;
     e.bao
-        .write(
-            "sys/mounts/pki",
-            json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
-        )
-        .await;
-    e.bao
-        .write(
-            "pki/root/generate/internal",
-            json!({"common_name": "test-root", "ttl": "8760h"}),
-        )
-        .await;
-    e.bao
-        .write(
-            "pki/roles/web",
+        .enable_pki(
+            "test-root",
+            "web",
             json!({"allow_any_name": true, "max_ttl": "72h", "ttl": "24h"}),
         )
         .await;

@@ -174,6 +174,21 @@ impl OpenBao {
         bao
     }
 
+    /// PKI at `pki/` with a root CA named `root_cn` (EC key) and role `role` as given.
+    pub async fn enable_pki(&self, root_cn: &str, role: &str, role_body: Value) {
+        self.write(
+            "sys/mounts/pki",
+            json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
+        )
+        .await;
+        self.write(
+            "pki/root/generate/internal",
+            json!({"common_name": root_cn, "ttl": "8760h", "key_type": "ec"}),
+        )
+        .await;
+        self.write(&format!("pki/roles/{role}"), role_body).await;
+    }
+
     /// Calls the API with the root token; panics on an error status.
     pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.api_status(method, path, body).await;
