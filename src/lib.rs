@@ -8,8 +8,10 @@
 //! service   gRPC Version/Mount, deadline, status      (service.rs, error.rs)
 //! provider  the pipeline below, in order              (provider.rs)
 //!   plan      request → typed, validated plan; pure   (plan.rs)
-//!   login     service-account token → Vault token     (provider.rs → vault/)
-//!   fetch     distinct reads, in parallel, once each  (provider.rs → vault/)
+//!   identity  service-account token → Vault token     (identity.rs, kube.rs → vault/)
+//!             (single-flight login, renewal, reuse)
+//!   fetch     distinct reads, in parallel, once each  (provider.rs → vault/, reuse.rs)
+//!             (coalescing, per-pod lease reuse)
 //!   render    secretKey, encodings, whole JSON; pure  (render.rs, response.rs)
 //!   version   HMAC object versions; pure              (version.rs, keys.rs)
 //! ```
