@@ -210,11 +210,11 @@ fn bad_param(key: &str, reason: impl Into<String>) -> PlanError {
 }
 
 /// The class parameters and volume attributes, with the OpenBao spellings resolved.
-struct Params {
-    map: HashMap<String, String>,
+struct Params<'a> {
+    map: &'a HashMap<String, String>,
 }
 
-impl Params {
+impl Params<'_> {
     /// Looks up a `vault*` key, preferring `bao*`, then `openbao*`, then `vault*`.
     /// Returns the key actually found, for messages.
     fn vault_key(&self, suffix: &str) -> Option<(String, &str)> {
@@ -263,42 +263,55 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
 
 /// Inputs of the parse stage, as the driver sends them.
 pub struct RawMount<'a> {
-    pub attributes: &'a str,
+    pub attributes: &'a Attributes,
     pub secrets: &'a str,
     pub permission: &'a str,
     /// Audience when the class sets none: `vault`, or `openbao` on an `openbao.sock`.
     pub default_audience: &'a str,
 }
 
+/// The request's `attributes`: class parameters, volume attributes and kubelet's keys.
+/// Parsed once, first, so that the Mount's log line can name the pod whatever fails later.
+#[derive(Debug, Clone, Default)]
+pub struct Attributes(HashMap<String, String>);
+
+impl Attributes {
+    /// Parses the driver's JSON object of strings.
+    pub fn parse(text: &str) -> Result<Attributes, PlanError> {
+        parse_string_map("attributes", text).map(Attributes)
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The pod as kubelet describes it (fields empty when absent).
+    pub fn pod(&self) -> PodInfo {
+        PodInfo {
+            namespace: self.get("csi.storage.k8s.io/pod.namespace").to_string(),
+            name: self.get("csi.storage.k8s.io/pod.name").to_string(),
+            uid: self.get("csi.storage.k8s.io/pod.uid").to_string(),
+            service_account: self
+                .get("csi.storage.k8s.io/serviceAccount.name")
+                .to_string(),
+        }
+    }
+
+    /// The SecretProviderClass name.
+    pub fn class_name(&self) -> &str {
+        self.get("secretProviderClass")
+    }
+}
+
 /// Parses and validates a Mount. Nothing outside the request is consulted.
 pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
-    let attributes = parse_string_map("attributes", raw.attributes)?;
     let secrets = parse_string_map("secrets", raw.secrets)?;
     let default_mode = parse_permission(raw.permission)?;
-    let params = Params { map: attributes };
-
-    let pod = PodInfo {
-        namespace: params
-            .get("csi.storage.k8s.io/pod.namespace")
-            .unwrap_or_default()
-            .to_string(),
-        name: params
-            .get("csi.storage.k8s.io/pod.name")
-            .unwrap_or_default()
-            .to_string(),
-        uid: params
-            .get("csi.storage.k8s.io/pod.uid")
-            .unwrap_or_default()
-            .to_string(),
-        service_account: params
-            .get("csi.storage.k8s.io/serviceAccount.name")
-            .unwrap_or_default()
-            .to_string(),
+    let pod = raw.attributes.pod();
+    let class_name = raw.attributes.class_name().to_string();
+    let params = Params {
+        map: &raw.attributes.0,
     };
-    let class_name = params
-        .get("secretProviderClass")
-        .unwrap_or_default()
-        .to_string();
 
     let role = params
         .get("roleName")
@@ -393,7 +406,7 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn parse_connection(params: &Params) -> Result<ConnectionOverrides, PlanError> {
+fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanError> {
     let path = |suffix: &str| params.vault(suffix).map(|(_, v)| PathBuf::from(v));
     let skip_verify = match params.vault("SkipTLSVerify") {
         Some((key, v)) => Some(crate::flags::parse_go_bool(v).ok_or_else(|| {

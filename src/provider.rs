@@ -6,7 +6,7 @@ use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
 use crate::plan::ReadSpec;
-use crate::plan::{self, MountPlan, RawMount};
+use crate::plan::{self, Attributes, MountPlan, RawMount};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::render;
 use crate::response::SecretResponse;
@@ -106,14 +106,17 @@ impl Provider {
 
     /// Runs one Mount to completion: the complete file set, or an error and no files.
     /// `default_audience` is the audience used when the class names none.
+    /// `attributes` is `request.attributes`, parsed by the caller (who names the log span
+    /// after the pod before anything else can fail).
     pub async fn mount(
         &self,
         request: &MountRequest,
+        attributes: &Attributes,
         default_audience: &str,
         deadline: Instant,
     ) -> Result<MountResponse, MountError> {
         let plan = plan::parse(&RawMount {
-            attributes: &request.attributes,
+            attributes,
             secrets: &request.secrets,
             permission: &request.permission,
             default_audience,

@@ -35,6 +35,12 @@ pub fn reuse_lifetime(answer: &SecretResponse, now_unix: i64) -> Option<Duration
         .then(|| Duration::from_secs((expiration - now_unix) as u64).mul_f64(2.0 / 3.0))
 }
 
+/// Whether an answer is one pod's own (a lease or a certificate), never shared by the
+/// read-share window.
+fn is_per_pod(answer: &SecretResponse) -> bool {
+    reuse_lifetime(answer, 0).is_some()
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,7 +77,7 @@ impl Flights {
             let now = Instant::now();
             let usable = map.get(&key).filter(|(cell, created)| match cell.get() {
                 None => true,
-                Some(Ok(a)) => *created + self.window > now && reuse_lifetime(a, 0).is_none(),
+                Some(Ok(a)) => *created + self.window > now && !is_per_pod(a),
                 Some(Err(_)) => false,
             });
             match usable {
@@ -89,8 +95,7 @@ impl Flights {
             }
         };
         let out = cell.get_or_init(|| read).await.clone();
-        let keep =
-            self.window > Duration::ZERO && matches!(&out, Ok(a) if reuse_lifetime(a, 0).is_none());
+        let keep = self.window > Duration::ZERO && matches!(&out, Ok(a) if !is_per_pod(a));
         if !keep {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             if map.get(&key).is_some_and(|(c, _)| Arc::ptr_eq(c, &cell)) {

@@ -2,6 +2,8 @@
 //! runs the pipeline in a span named after the pod, turns failures into statuses, and
 //! contains panics to the one request.
 
+use crate::error::MountError;
+use crate::plan::Attributes;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
 use crate::provider::Provider;
@@ -75,10 +77,6 @@ fn deadline_of<T>(request: &Request<T>, default: Duration) -> Instant {
     Instant::now() + budget.saturating_sub(margin)
 }
 
-fn attribute<'a>(attrs: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
-    attrs.get(key).and_then(|v| v.as_str()).unwrap_or("")
-}
-
 #[tonic::async_trait]
 impl CsiDriverProvider for Service {
     async fn version(
@@ -98,32 +96,40 @@ impl CsiDriverProvider for Service {
     ) -> Result<Response<MountResponse>, Status> {
         let deadline = deadline_of(&request, self.default_deadline);
         let request = request.into_inner();
-        // Only for the log span; the pipeline parses the attributes itself.
-        let attrs: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&request.attributes).unwrap_or_default();
+        let started = std::time::Instant::now();
+        // Parsed once, here, so that every outcome is logged with the pod's name.
+        let attributes = match Attributes::parse(&request.attributes) {
+            Ok(a) => a,
+            Err(e) => {
+                let status = MountError::from(e).to_status();
+                tracing::warn!(code = ?status.code(), error = %status.message(), "mount failed");
+                return Err(status);
+            }
+        };
+        let pod = attributes.pod();
         let span = tracing::info_span!(
             "mount",
-            namespace = attribute(&attrs, "csi.storage.k8s.io/pod.namespace"),
-            pod = attribute(&attrs, "csi.storage.k8s.io/pod.name"),
-            class = attribute(&attrs, "secretProviderClass"),
+            namespace = %pod.namespace,
+            pod = %pod.name,
+            class = attributes.class_name(),
         );
-        drop(attrs);
-        let started = std::time::Instant::now();
         let provider = self.provider.clone();
         let audience = self.default_audience;
-        let work = async move { provider.mount(&request, audience, deadline).await };
+        let work = async move {
+            provider
+                .mount(&request, &attributes, audience, deadline)
+                .await
+        };
         let outcome =
             tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(work).catch_unwind())
                 .instrument(span.clone())
                 .await;
         let result = match outcome {
-            Err(_) => Err(crate::error::MountError::Deadline(format!(
+            Err(_) => Err(MountError::Deadline(format!(
                 "{:.1}s",
                 started.elapsed().as_secs_f64()
             ))),
-            Ok(Err(_panic)) => Err(crate::error::MountError::Internal(
-                "the mount panicked".into(),
-            )),
+            Ok(Err(_panic)) => Err(MountError::Internal("the mount panicked".into())),
             Ok(Ok(r)) => r,
         };
         let _enter = span.enter();

@@ -37,6 +37,15 @@ async fn openbao() -> OpenBao {
     bao
 }
 
+/// Runs `vault-csi-provider mount -class CLASS -token-file TOKEN` with more arguments.
+fn mount(class: &str, token: &str, more: &[&str]) -> std::process::Output {
+    Command::new(provider_binary())
+        .args(["mount", "-class", class, "-token-file", token])
+        .args(more)
+        .output()
+        .unwrap()
+}
+
 fn write_inputs(dir: &std::path::Path, class: &str) -> (String, String) {
     let class_path = dir.join("class.yaml");
     std::fs::write(&class_path, class).unwrap();
@@ -54,18 +63,14 @@ async fn mount_in_process_writes_files_with_modes() {
     let dir = tempfile::tempdir().unwrap();
     let (class, token) = write_inputs(dir.path(), CLASS);
     let out_dir = dir.path().join("out");
-    let out = Command::new(provider_binary())
-        .args([
-            "mount",
-            "-class",
-            &class,
-            "-token-file",
-            &token,
+    let out = mount(
+        &class,
+        &token,
+        &[
             &format!("-vault-addr={}", bao.addr),
-        ])
-        .arg(format!("-out={}", out_dir.display()))
-        .output()
-        .unwrap();
+            &format!("-out={}", out_dir.display()),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -84,17 +89,7 @@ async fn mount_in_process_writes_files_with_modes() {
     );
 
     // Listing hides values unless asked.
-    let list = Command::new(provider_binary())
-        .args([
-            "mount",
-            "-class",
-            &class,
-            "-token-file",
-            &token,
-            &format!("-vault-addr={}", bao.addr),
-        ])
-        .output()
-        .unwrap();
+    let list = mount(&class, &token, &[&format!("-vault-addr={}", bao.addr)]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success());
     assert!(
@@ -102,18 +97,11 @@ async fn mount_in_process_writes_files_with_modes() {
         "{text}"
     );
     assert!(!text.contains("pg-pass-123"), "values hidden: {text}");
-    let shown = Command::new(provider_binary())
-        .args([
-            "mount",
-            "-class",
-            &class,
-            "-token-file",
-            &token,
-            "-show-values",
-            &format!("-vault-addr={}", bao.addr),
-        ])
-        .output()
-        .unwrap();
+    let shown = mount(
+        &class,
+        &token,
+        &["-show-values", &format!("-vault-addr={}", bao.addr)],
+    );
     assert!(String::from_utf8_lossy(&shown.stdout).contains("pg-pass-123"));
 }
 
@@ -123,18 +111,14 @@ async fn mount_through_a_running_provider_and_clear_errors() {
     let provider = ProviderProcess::start(&bao.addr, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let (class, token) = write_inputs(dir.path(), CLASS);
-    let out = Command::new(provider_binary())
-        .args([
-            "mount",
-            "-class",
-            &class,
-            "-token-file",
-            &token,
+    let out = mount(
+        &class,
+        &token,
+        &[
             "-show-values",
-        ])
-        .arg(format!("-socket={}", provider.socket.display()))
-        .output()
-        .unwrap();
+            &format!("-socket={}", provider.socket.display()),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -146,11 +130,11 @@ async fn mount_through_a_running_provider_and_clear_errors() {
         dir.path(),
         &CLASS.replace("roleName: app", "roleName: nobody"),
     );
-    let out = Command::new(provider_binary())
-        .args(["mount", "-class", &class, "-token-file", &token])
-        .arg(format!("-socket={}", provider.socket.display()))
-        .output()
-        .unwrap();
+    let out = mount(
+        &class,
+        &token,
+        &[&format!("-socket={}", provider.socket.display())],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -165,17 +149,7 @@ async fn mount_through_a_running_provider_and_clear_errors() {
             "secretKey: password\n        encoding: rot13",
         ),
     );
-    let out = Command::new(provider_binary())
-        .args([
-            "mount",
-            "-class",
-            &class,
-            "-token-file",
-            &token,
-            &format!("-vault-addr={}", bao.addr),
-        ])
-        .output()
-        .unwrap();
+    let out = mount(&class, &token, &[&format!("-vault-addr={}", bao.addr)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rot13"));
 

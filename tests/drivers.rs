@@ -89,11 +89,27 @@ async fn every_authority_form_on_one_connection_with_a_churned_header_table() {
     );
 }
 
+/// The frames of a server's HTTP/2 byte stream: (type, payload).
+fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 9 {
+        let len =
+            (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
+        if bytes.len() < 9 + len {
+            break;
+        }
+        out.push((bytes[3], bytes[9..9 + len].to_vec()));
+        bytes = &bytes[9 + len..];
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_an_http2_error_and_the_server_lives_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let bao = OpenBao::with_app_role().await;
     let p = ProviderProcess::start(&bao.addr, &[]).await;
+    let mut answers = Vec::new();
     for junk in [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         {
@@ -113,7 +129,17 @@ async fn garbage_gets_an_http2_error_and_the_server_lives_on() {
             s.read_to_end(&mut answer),
         )
         .await;
+        answers.push(answer);
     }
+    // A header block that does not decode gets the server's own HTTP/2 error: a GOAWAY with
+    // PROTOCOL_ERROR or COMPRESSION_ERROR (the authority fix passed the bytes through, it did
+    // not swallow them).
+    let goaway = frames(&answers[1])
+        .into_iter()
+        .find(|(kind, _)| *kind == 0x7);
+    let (_, payload) = goaway.expect("a GOAWAY frame");
+    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+    assert!(code == 0x1 || code == 0x9, "GOAWAY error code {code}");
     let r = p
         .client()
         .await

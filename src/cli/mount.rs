@@ -331,7 +331,9 @@ pub fn main(args: &[String]) -> i32 {
                         .map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let audience = crate::plan::DEFAULT_AUDIENCE;
-                let work = provider.mount(&request, audience, deadline);
+                let attributes = crate::plan::Attributes::parse(&request.attributes)
+                    .map_err(|e| crate::error::MountError::from(e).to_status())?;
+                let work = provider.mount(&request, &attributes, audience, deadline);
                 match tokio::time::timeout_at(deadline, work).await {
                     Ok(r) => r.map_err(|e| e.to_status()),
                     Err(_) => Err(tonic::Status::deadline_exceeded(

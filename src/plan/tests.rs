@@ -14,14 +14,24 @@ fn attrs(objects: &str) -> serde_json::Map<String, Value> {
     v.as_object().unwrap().clone()
 }
 
+/// Parses a request given as the driver's strings.
+fn parse_text(
+    attributes: &str,
+    secrets: &str,
+    permission: &str,
+    audience: &str,
+) -> Result<MountPlan, PlanError> {
+    parse(&RawMount {
+        attributes: &Attributes::parse(attributes)?,
+        secrets,
+        permission,
+        default_audience: audience,
+    })
+}
+
 fn plan_with(map: serde_json::Map<String, Value>, secrets: &str) -> Result<MountPlan, PlanError> {
     let attributes = Value::Object(map).to_string();
-    parse(&RawMount {
-        attributes: &attributes,
-        secrets,
-        permission: "420",
-        default_audience: DEFAULT_AUDIENCE,
-    })
+    parse_text(&attributes, secrets, "420", DEFAULT_AUDIENCE)
 }
 
 fn plan(objects: &str) -> Result<MountPlan, PlanError> {
@@ -91,32 +101,10 @@ fn file_permission_forms() {
     }
     // The request's permission is the default.
     let attributes = Value::Object(attrs(ONE)).to_string();
-    let p = parse(&RawMount {
-        attributes: &attributes,
-        secrets: "{}",
-        permission: "384",
-        default_audience: "vault",
-    })
-    .unwrap();
+    let p = parse_text(&attributes, "{}", "384", "vault").unwrap();
     assert_eq!(p.objects[0].mode, 0o600);
-    assert!(
-        parse(&RawMount {
-            attributes: &attributes,
-            secrets: "{}",
-            permission: "x",
-            default_audience: "vault"
-        })
-        .is_err()
-    );
-    assert!(
-        parse(&RawMount {
-            attributes: &attributes,
-            secrets: "{}",
-            permission: "4096",
-            default_audience: "vault"
-        })
-        .is_err()
-    );
+    assert!(parse_text(&attributes, "{}", "x", "vault").is_err());
+    assert!(parse_text(&attributes, "{}", "4096", "vault").is_err());
 }
 
 #[test]
@@ -235,13 +223,7 @@ fn request_errors_name_what_to_fix() {
     assert!(plan("- objectName: a\n  secretPath: s/a\n  method: DELETE\n").is_err());
 
     for bad in ["{", "[]", "{\"a\": 1}"] {
-        let e = parse(&RawMount {
-            attributes: bad,
-            secrets: "{}",
-            permission: "420",
-            default_audience: "vault",
-        })
-        .unwrap_err();
+        let e = parse_text(bad, "{}", "420", "vault").unwrap_err();
         assert!(
             matches!(
                 e,
@@ -254,13 +236,7 @@ fn request_errors_name_what_to_fix() {
         );
     }
     let attributes = Value::Object(attrs(ONE)).to_string();
-    let e = parse(&RawMount {
-        attributes: &attributes,
-        secrets: "nope",
-        permission: "420",
-        default_audience: DEFAULT_AUDIENCE,
-    })
-    .unwrap_err();
+    let e = parse_text(&attributes, "nope", "420", DEFAULT_AUDIENCE).unwrap_err();
     assert!(matches!(
         e,
         PlanError::Malformed {

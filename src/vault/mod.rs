@@ -598,9 +598,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Shared across tests and the server: one pool per process.
-pub type SharedPool = Arc<ClientPool>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
