@@ -41,6 +41,12 @@ pub enum MountError {
         #[source]
         source: RenderError,
     },
+    #[error("object {object:?}: {source}")]
+    Template {
+        object: String,
+        #[source]
+        source: crate::template::TemplateError,
+    },
     #[error(
         "the mount did not finish before the caller's deadline ({0}); Vault may be slow or overloaded"
     )]
@@ -51,6 +57,31 @@ pub enum MountError {
     TooLarge { size: usize, limit: usize },
     #[error("internal error: {0}; please report it")]
     Internal(String),
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary, with `...` when cut.
+pub fn cap(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Tenant or Vault input quoted for a message: escaped, at most 64 bytes of it.
+pub fn quote(text: &str) -> String {
+    let cut = text.len() > 64;
+    let shown = if cut { cap(text, 64) } else { text.to_string() };
+    let shown = shown.strip_suffix("...").filter(|_| cut).unwrap_or(&shown);
+    let escaped: String = shown.escape_debug().collect();
+    if cut {
+        format!("\"{escaped}\"... ({} bytes)", text.len())
+    } else {
+        format!("\"{escaped}\"")
+    }
 }
 
 fn names(objects: &[String]) -> String {
@@ -120,9 +151,18 @@ impl MountError {
             },
             MountError::Read { source, .. } => vault_code(source),
             MountError::Render { source, .. } => match source {
-                RenderError::KeyMissing { .. } | RenderError::NoData { .. } => Code::NotFound,
-                RenderError::Decode { .. } => Code::FailedPrecondition,
+                RenderError::KeyMissing { .. }
+                | RenderError::NoData { .. }
+                | RenderError::PointerMissing { .. }
+                | RenderError::IndexOutOfRange { .. }
+                | RenderError::NoKeys { .. } => Code::NotFound,
+                RenderError::UnsafeKey { .. } => Code::InvalidArgument,
+                RenderError::TooManyKeys { .. } => Code::ResourceExhausted,
+                RenderError::NotAMap { .. } | RenderError::Decode { .. } => {
+                    Code::FailedPrecondition
+                }
             },
+            MountError::Template { source, .. } => source.code(),
             MountError::Deadline(_) => Code::DeadlineExceeded,
             MountError::TooLarge { .. } => Code::ResourceExhausted,
             MountError::Internal(_) => Code::Internal,

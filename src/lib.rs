@@ -12,7 +12,8 @@
 //!             (single-flight login, renewal, reuse)
 //!   fetch     distinct reads, in parallel, once each  (provider.rs → vault/, reuse.rs)
 //!             (coalescing, per-pod lease reuse)
-//!   render    secretKey, encodings, whole JSON; pure  (render.rs, response.rs)
+//!   render    secretKey, selector, allKeys, encodings,  (render.rs, response.rs)
+//!             whole JSON; then templates; pure        (template.rs)
 //!   version   HMAC object versions; pure              (version.rs, keys.rs)
 //! ```
 //!
@@ -38,6 +39,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod template;
 pub mod tls;
 pub mod vault;
 pub mod version;

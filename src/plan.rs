@@ -7,8 +7,11 @@ use crate::secret::SecretString;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
+
+mod objects;
+pub use objects::{MAX_OBJECTS_TEXT, normalise_secret_path, validate_file_name};
 
 /// Attribute key under which kubelet passes service-account tokens.
 pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
@@ -133,15 +136,78 @@ pub enum Encoding {
     Hex,
 }
 
-/// One file of the volume.
+/// An RFC 6901 JSON Pointer (`/db/primary/password`), parsed into its reference tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    /// As written in the class, for messages.
+    pub text: String,
+    /// The unescaped reference tokens (`~1` is `/`, `~0` is `~`).
+    pub tokens: Vec<String>,
+}
+
+impl Pointer {
+    /// Parses a pointer: empty, or `/` followed by tokens separated by `/`.
+    pub fn parse(text: &str) -> Result<Pointer, String> {
+        if text.len() > 4096 {
+            return Err("selector is longer than 4096 bytes".into());
+        }
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!(
+                "selector {} is not a JSON Pointer: start it with /, e.g. /db/password",
+                crate::error::quote(text)
+            ));
+        };
+        let mut tokens = Vec::new();
+        for raw in rest.split('/') {
+            let mut token = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '~') {
+                    (_, false) => token.push(c),
+                    (_, true) => match chars.next() {
+                        Some('0') => token.push('~'),
+                        Some('1') => token.push('/'),
+                        _ => {
+                            return Err(format!(
+                                "selector {} has a ~ that is not ~0 (for ~) or ~1 (for /)",
+                                crate::error::quote(text)
+                            ));
+                        }
+                    },
+                }
+            }
+            tokens.push(token);
+        }
+        Ok(Pointer {
+            text: text.to_string(),
+            tokens,
+        })
+    }
+}
+
+/// What an object writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// One file: the whole answer as JSON (no `secretKey`).
+    Whole,
+    /// One file: a top-level key of the data (`secretKey`; KV v2 unwrapped).
+    Key(String),
+    /// One file: a nested value (`selector`).
+    Pointer(Pointer),
+    /// A directory: one file per key of the data, or of the map at the pointer (`allKeys`).
+    AllKeys(Option<Pointer>),
+    /// One file: a template rendered over this object's read and the other objects.
+    Template(String),
+}
+
+/// One object of the class: a file, or a directory of files (`allKeys`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectSpec {
-    /// File path in the volume and ObjectVersion id.
+    /// File path in the volume and ObjectVersion id (a directory for `allKeys`).
     pub name: String,
-    /// Index into [`MountPlan::reads`].
-    pub read: usize,
-    /// `None` writes the whole response as JSON.
-    pub secret_key: Option<String>,
+    /// Index into [`MountPlan::reads`]; `None` only for a template without `secretPath`.
+    pub read: Option<usize>,
+    pub kind: ObjectKind,
     pub encoding: Encoding,
     pub mode: u32,
     /// Canonical JSON of the object's settings: the first input of its version.
@@ -165,6 +231,15 @@ pub struct MountPlan {
     pub token: Option<ServiceAccountToken>,
     pub reads: Vec<ReadSpec>,
     pub objects: Vec<ObjectSpec>,
+}
+
+impl MountPlan {
+    /// Whether any object is a template.
+    pub fn has_templates(&self) -> bool {
+        self.objects
+            .iter()
+            .any(|o| matches!(o.kind, ObjectKind::Template(_)))
+    }
 }
 
 /// A request that cannot be mounted, with what to change.
@@ -313,10 +388,17 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
         map: &raw.attributes.0,
     };
 
-    let role = params
-        .get("roleName")
-        .ok_or(PlanError::MissingRole)?
-        .to_string();
+    // The OpenBao fork's spellings first (bao > openbao > vault), then the plain key.
+    let role = [
+        "baoRoleName",
+        "openbaoRoleName",
+        "vaultRoleName",
+        "roleName",
+    ]
+    .iter()
+    .find_map(|k| params.get(k))
+    .ok_or(PlanError::MissingRole)?
+    .to_string();
 
     let auth_mount = match (
         params.vault_key("AuthMountPath"),
@@ -355,7 +437,7 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     };
 
     let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
-    let (reads, objects) = parse_objects(objects_text, default_mode)?;
+    let (reads, objects) = objects::parse_objects(objects_text, default_mode)?;
 
     Ok(MountPlan {
         pod,
@@ -485,267 +567,6 @@ fn find_token(text: &str, audience: &str) -> Result<Option<ServiceAccountToken>,
             expiration: t.expiration,
         })
     }))
-}
-
-/// One entry of `objects` as written in the class.
-#[derive(Deserialize)]
-struct RawObject {
-    #[serde(default, rename = "objectName")]
-    object_name: String,
-    #[serde(default, rename = "secretPath")]
-    secret_path: String,
-    #[serde(default, rename = "secretKey")]
-    secret_key: String,
-    #[serde(default, rename = "secretArgs")]
-    secret_args: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
-    method: String,
-    #[serde(default)]
-    encoding: String,
-    #[serde(default, rename = "filePermission", deserialize_with = "de_file_mode")]
-    file_permission: Option<i64>,
-}
-
-/// `filePermission` as the Go provider reads it (YAML 1.1 integers): `0600` and `0o600`
-/// are octal, `420` is decimal, `0x1a4` is hexadecimal.
-fn de_file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    struct Mode;
-    impl serde::de::Visitor<'_> for Mode {
-        type Value = Option<i64>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a file mode such as 0644 or 420")
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            i64::try_from(v)
-                .map(Some)
-                .map_err(|_| E::custom("file mode out of range"))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            parse_mode_text(v).map(Some).ok_or_else(|| {
-                E::custom(format!(
-                    "filePermission {v:?} is not a file mode such as 0644 or 420"
-                ))
-            })
-        }
-    }
-    d.deserialize_any(Mode)
-}
-
-fn parse_mode_text(text: &str) -> Option<i64> {
-    let t = text.trim();
-    if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
-        return i64::from_str_radix(oct, 8).ok();
-    }
-    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        return i64::from_str_radix(hex, 16).ok();
-    }
-    if t.len() > 1 && t.starts_with('0') {
-        return i64::from_str_radix(&t[1..], 8).ok();
-    }
-    t.parse().ok()
-}
-
-fn parse_objects(
-    text: &str,
-    default_mode: u32,
-) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
-    let raw: Option<Vec<RawObject>> =
-        serde_yaml_ng::from_str(text).map_err(|e| PlanError::ObjectsSyntax(e.to_string()))?;
-    let raw = raw.unwrap_or_default();
-    if raw.is_empty() {
-        return Err(PlanError::NoObjects);
-    }
-    if raw.len() > MAX_OBJECTS {
-        return Err(PlanError::TooManyObjects(raw.len()));
-    }
-
-    let mut reads: Vec<ReadSpec> = Vec::new();
-    let mut read_index: HashMap<ReadSpec, usize> = HashMap::new();
-    let mut objects = Vec::with_capacity(raw.len());
-    let mut names = HashSet::new();
-
-    for (i, o) in raw.into_iter().enumerate() {
-        let index = i + 1;
-        if o.object_name.is_empty() {
-            return Err(PlanError::BadObject {
-                index,
-                reason: "objectName is missing: give the file name to write".into(),
-            });
-        }
-        let name = o.object_name.clone();
-        let named = |reason: String| PlanError::BadNamedObject {
-            name: name.clone(),
-            reason,
-        };
-        validate_file_name(&name)
-            .map_err(|r| named(format!("objectName is not a safe file name: {r}")))?;
-        if !names.insert(name.clone()) {
-            return Err(PlanError::DuplicateName(name));
-        }
-        if o.secret_path.is_empty() {
-            return Err(named(
-                "secretPath is missing: give the Vault path to read, e.g. secret/data/app".into(),
-            ));
-        }
-        let (path, query) = normalise_secret_path(&o.secret_path).map_err(named)?;
-        let method = match o.method.to_ascii_uppercase().as_str() {
-            "" | "GET" => Method::Get,
-            "PUT" => Method::Put,
-            "POST" => Method::Post,
-            other => {
-                return Err(named(format!(
-                    "method {other:?} is not supported: use GET, PUT or POST"
-                )));
-            }
-        };
-        let encoding = match o.encoding.to_ascii_lowercase().as_str() {
-            "" | "utf-8" | "utf8" => Encoding::Utf8,
-            "base64" => Encoding::Base64,
-            "hex" => Encoding::Hex,
-            other => {
-                return Err(named(format!(
-                    "encoding {other:?} is not known: use utf-8, base64 or hex"
-                )));
-            }
-        };
-        let mode = match o.file_permission {
-            None => default_mode,
-            Some(m) if (0..=0o777).contains(&m) => m as u32,
-            Some(m) => {
-                return Err(named(format!(
-                    "filePermission {m} (octal {m:o}) is not a file mode: use 0000 to 0777, e.g. 0644"
-                )));
-            }
-        };
-        let body = o
-            .secret_args
-            .as_ref()
-            .map(|args| Value::Object(args.clone()).to_string());
-        let read = ReadSpec {
-            method,
-            path,
-            query,
-            body,
-        };
-        let read_idx = *read_index.entry(read.clone()).or_insert_with(|| {
-            reads.push(read);
-            reads.len() - 1
-        });
-        let config = serde_json::json!({
-            "objectName": o.object_name,
-            "secretPath": o.secret_path,
-            "secretKey": o.secret_key,
-            "secretArgs": o.secret_args,
-            "method": method.as_str(),
-            "encoding": o.encoding.to_ascii_lowercase(),
-            "filePermission": mode,
-        })
-        .to_string();
-        objects.push(ObjectSpec {
-            name: o.object_name,
-            read: read_idx,
-            secret_key: (!o.secret_key.is_empty()).then_some(o.secret_key),
-            encoding,
-            mode,
-            config,
-        });
-    }
-
-    // A file cannot also be a directory of another object's file.
-    let sorted: BTreeMap<&str, ()> = objects.iter().map(|o| (o.name.as_str(), ())).collect();
-    for name in sorted.keys() {
-        let prefix = format!("{name}/");
-        if let Some((nested, _)) = sorted
-            .range::<str, _>((std::ops::Bound::Excluded(*name), std::ops::Bound::Unbounded))
-            .next()
-            && nested.starts_with(&prefix)
-        {
-            return Err(PlanError::FileDirConflict {
-                file: name.to_string(),
-                nested: nested.to_string(),
-            });
-        }
-    }
-    Ok((reads, objects))
-}
-
-/// The driver's path rules, checked before any backend call: not empty, relative,
-/// at most 4096 bytes, each element at most 255 bytes, no `..` element, not starting with
-/// `..`, already clean; and no control characters.
-pub fn validate_file_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".into());
-    }
-    if name.starts_with('/') {
-        return Err("it must be a relative path, without a leading /".into());
-    }
-    if name.len() > 4096 {
-        return Err("it is longer than 4096 bytes".into());
-    }
-    if name.starts_with("..") {
-        return Err("it must not start with ..".into());
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err("it contains control characters".into());
-    }
-    for element in name.split('/') {
-        match element {
-            "" => {
-                return Err(
-                    "it is not a clean path (empty element from // or a trailing /)".into(),
-                );
-            }
-            "." => return Err("it is not a clean path (. element)".into()),
-            ".." => return Err("it contains a .. element".into()),
-            e if e.len() > 255 => return Err(format!("element {e:?} is longer than 255 bytes")),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// `/v1/x`, `v1/x`, `/x` and `x` all mean `/v1/x`; text after the first `?` is the query.
-pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>), String> {
-    let (path, query) = match raw.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (raw, ""),
-    };
-    if path
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '#' || c == '\\')
-    {
-        return Err(format!(
-            "secretPath {raw:?} contains whitespace, control characters, # or \\"
-        ));
-    }
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let trimmed = trimmed.strip_prefix("v1/").unwrap_or(trimmed);
-    if trimmed.is_empty() || trimmed == "v1" {
-        return Err(format!(
-            "secretPath {raw:?} names no secret: use e.g. secret/data/app"
-        ));
-    }
-    for segment in trimmed.split('/') {
-        match segment {
-            "" => {
-                return Err(format!(
-                    "secretPath {raw:?} has an empty element (//, or a trailing /)"
-                ));
-            }
-            "." | ".." => return Err(format!("secretPath {raw:?} contains a . or .. element")),
-            _ => {}
-        }
-    }
-    let query = url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    Ok((format!("/v1/{trimmed}"), query))
 }
 
 #[cfg(test)]

@@ -5,17 +5,18 @@ use crate::error::MountError;
 use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
-use crate::plan::ReadSpec;
-use crate::plan::{self, Attributes, MountPlan, RawMount};
+use crate::plan::{self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::render;
 use crate::response::SecretResponse;
 use crate::reuse::{Flights, LeaseKey, Leases, ReadKey};
-use crate::secret::SecretString;
+use crate::secret::{SecretBytes, SecretString};
 use crate::settings::VaultSettings;
+use crate::template::{self, ObjectText};
 use crate::vault::{ClientPool, Connection, VaultClient, VaultError};
 use crate::version::VersionKey;
 use futures_util::StreamExt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -30,6 +31,7 @@ pub struct Provider {
     flights: Flights,
     leases: Leases,
     max_response_bytes: usize,
+    template_limits: template::Limits,
 }
 
 /// The parts a [`Provider`] is made of.
@@ -46,6 +48,8 @@ pub struct ProviderParts {
     pub vault_concurrency: usize,
     /// How long a finished answer without a lease serves identical reads (`-read-share-window`).
     pub read_share_window: std::time::Duration,
+    /// Bounds on templates (`-template-*`).
+    pub template_limits: template::Limits,
 }
 
 impl Provider {
@@ -82,6 +86,7 @@ impl Provider {
             max_response_bytes: settings.max_response_bytes,
             vault_concurrency: settings.vault_concurrency,
             read_share_window: settings.read_share_window,
+            template_limits: settings.template_limits,
         }))
     }
 
@@ -96,6 +101,7 @@ impl Provider {
             flights: Flights::new(parts.read_share_window),
             leases: Leases::default(),
             max_response_bytes: parts.max_response_bytes,
+            template_limits: parts.template_limits,
         }
     }
 
@@ -171,7 +177,15 @@ impl Provider {
             other => other?,
         };
         let key = self.keys.key().await;
-        let response = respond(&plan, &answers, &key)?;
+        let limits = self.template_limits;
+        // Templates are bounded by their fuel, but still CPU work: off the async runtime.
+        let response = if plan.has_templates() {
+            tokio::task::spawn_blocking(move || respond(&plan, &answers, &key, &limits))
+                .await
+                .map_err(|_| MountError::Internal("rendering the files failed".into()))??
+        } else {
+            respond(&plan, &answers, &key, &limits)?
+        };
         check_size(&response, self.max_response_bytes)?;
         Ok(response)
     }
@@ -301,7 +315,7 @@ impl Provider {
                     let objects = plan
                         .objects
                         .iter()
-                        .filter(|o| o.read == i)
+                        .filter(|o| o.read == Some(i))
                         .map(|o| o.name.clone())
                         .collect();
                     return Err(MountError::Read { objects, source });
@@ -372,35 +386,108 @@ fn check_size(response: &MountResponse, limit: usize) -> Result<(), MountError> 
     Ok(())
 }
 
-/// Renders every object and versions it: the complete answer.
+/// Renders every object and versions it: the complete answer. Objects that select from
+/// their read come first; templates then see their files by name.
 fn respond(
     plan: &MountPlan,
     answers: &[Arc<SecretResponse>],
     key: &VersionKey,
+    limits: &template::Limits,
 ) -> Result<MountResponse, MountError> {
-    let mut files = Vec::with_capacity(plan.objects.len());
-    let mut versions = Vec::with_capacity(plan.objects.len());
-    for object in &plan.objects {
-        let answer = answers
-            .get(object.read)
-            .ok_or_else(|| MountError::Internal("object refers to a missing read".into()))?;
-        let content = render::render(object, answer).map_err(|source| MountError::Render {
+    let answer_of = |object: &ObjectSpec| -> Result<Option<&SecretResponse>, MountError> {
+        match object.read {
+            None => Ok(None),
+            Some(r) => answers
+                .get(r)
+                .map(|a| Some(&**a))
+                .ok_or_else(|| MountError::Internal("object refers to a missing read".into())),
+        }
+    };
+    let mut rendered: Vec<Vec<(String, SecretBytes)>> = vec![Vec::new(); plan.objects.len()];
+    let mut texts: BTreeMap<String, ObjectText> = BTreeMap::new();
+    let templates = plan.has_templates();
+    for (i, object) in plan.objects.iter().enumerate() {
+        if matches!(object.kind, ObjectKind::Template(_)) {
+            continue;
+        }
+        let answer = answer_of(object)?
+            .ok_or_else(|| MountError::Internal("object without a read".into()))?;
+        let files = render::render(object, answer).map_err(|source| MountError::Render {
             object: object.name.clone(),
             source,
         })?;
-        versions.push(ObjectVersion {
-            id: object.name.clone(),
-            version: key.version(&object.config, content.expose()),
-        });
-        files.push(File {
-            path: object.name.clone(),
-            mode: object.mode as i32,
-            contents: content.expose().to_vec(),
-        });
+        if templates {
+            texts.insert(object.name.clone(), object_text(object, &files));
+        }
+        rendered[i] = files;
+    }
+    let mut fuel = template::Fuel(limits.fuel);
+    for (i, object) in plan.objects.iter().enumerate() {
+        let ObjectKind::Template(source) = &object.kind else {
+            continue;
+        };
+        let ctx = template::Context {
+            answer: answer_of(object)?,
+            objects: &texts,
+        };
+        let bytes = template::render(source, &ctx, limits, &mut fuel).map_err(|source| {
+            MountError::Template {
+                object: object.name.clone(),
+                source,
+            }
+        })?;
+        rendered[i] = vec![(object.name.clone(), SecretBytes::new(bytes))];
+    }
+
+    let mut files = Vec::with_capacity(plan.objects.len());
+    let mut versions = Vec::with_capacity(plan.objects.len());
+    for (object, object_files) in plan.objects.iter().zip(rendered) {
+        let dir = matches!(object.kind, ObjectKind::AllKeys(_));
+        for (path, content) in object_files {
+            // A directory's files are versioned one by one, each with its own path.
+            let version = if dir {
+                key.version(&format!("{}\n{path}", object.config), content.expose())
+            } else {
+                key.version(&object.config, content.expose())
+            };
+            versions.push(ObjectVersion {
+                id: path.clone(),
+                version,
+            });
+            files.push(File {
+                path,
+                mode: object.mode as i32,
+                contents: content.expose().to_vec(),
+            });
+        }
     }
     Ok(MountResponse {
         object_version: versions,
         error: None,
         files,
     })
+}
+
+/// An object's files as a template sees them.
+fn object_text(object: &ObjectSpec, files: &[(String, SecretBytes)]) -> ObjectText {
+    match object.kind {
+        ObjectKind::AllKeys(_) => {
+            let prefix = format!("{}/", object.name);
+            ObjectText::Dir(
+                files
+                    .iter()
+                    .map(|(path, c)| {
+                        let key = path.strip_prefix(&prefix).unwrap_or(path);
+                        (key.to_string(), c.expose().to_vec())
+                    })
+                    .collect(),
+            )
+        }
+        _ => ObjectText::File(
+            files
+                .first()
+                .map(|(_, c)| c.expose().to_vec())
+                .unwrap_or_default(),
+        ),
+    }
 }

@@ -67,6 +67,8 @@ pub struct Settings {
     pub vault_concurrency: usize,
     /// How long a finished static read serves identical reads of the same identity.
     pub read_share_window: Duration,
+    /// Bounds on templates.
+    pub template_limits: crate::template::Limits,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -245,6 +247,24 @@ pub const SERVER_FLAGS: &[Flag] = &[
         Kind::Value,
         "0s",
         "how long a static answer serves identical reads of the same service account (0: read fresh every Mount)",
+    ),
+    f(
+        "template-fuel",
+        Kind::Value,
+        "100000",
+        "work all templates of one Mount may do: about one per instruction and one per 64 bytes made",
+    ),
+    f(
+        "template-recursion-limit",
+        Kind::Value,
+        "100",
+        "how deeply a template may nest (a macro call counts about 5), at most 500",
+    ),
+    f(
+        "template-max-output",
+        Kind::Value,
+        "1048576",
+        "largest file a template may render, in bytes",
     ),
 ];
 
@@ -470,6 +490,25 @@ impl Settings {
                 )
             })?;
 
+        let number = |name: &str, min: u64, max: u64| -> Result<u64, SettingsError> {
+            let text = value(name);
+            text.parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        &format!("-{name}"),
+                        &text,
+                        &format!("use a number from {min} to {max}"),
+                    )
+                })
+        };
+        let template_limits = crate::template::Limits {
+            fuel: number("template-fuel", 100, 1_000_000_000)?,
+            recursion: number("template-recursion-limit", 1, 500)? as usize,
+            max_output: number("template-max-output", 1024, 64 * 1024 * 1024)? as usize,
+        };
+
         let vault = VaultSettings::from_sources(flags, env)?;
 
         Ok(Settings {
@@ -489,6 +528,7 @@ impl Settings {
             max_response_bytes,
             vault_concurrency,
             read_share_window,
+            template_limits,
         })
     }
 }

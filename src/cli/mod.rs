@@ -35,6 +35,8 @@ pub fn main(args: Vec<String>) -> i32 {
     init_logging(settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Room for the deepest template nesting -template-recursion-limit allows.
+        .thread_stack_size(8 * 1024 * 1024)
         .build()
     {
         Ok(r) => r,

@@ -94,6 +94,9 @@ const SHARED: &[&str] = &[
     "log-format",
     "hmac-key-file",
     "hmac-secret-name",
+    "template-fuel",
+    "template-recursion-limit",
+    "template-max-output",
 ];
 
 fn all_flags() -> Vec<Flag> {
@@ -314,6 +317,7 @@ pub fn main(args: &[String]) -> i32 {
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
         .build()
     {
         Ok(r) => r,

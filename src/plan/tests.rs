@@ -51,7 +51,7 @@ fn pod_and_role_are_read() {
     assert_eq!(p.audience, "vault");
     assert_eq!(p.explicit_audience, None);
     assert_eq!(p.objects[0].mode, 0o644);
-    assert_eq!(p.objects[0].secret_key.as_deref(), Some("k"));
+    assert_eq!(p.objects[0].kind, ObjectKind::Key("k".into()));
 }
 
 #[test]
@@ -154,7 +154,14 @@ fn reads_are_shared_only_when_identical() {
 "#;
     let p = plan(objects).unwrap();
     assert_eq!(p.reads.len(), 5);
-    let read_of = |n: &str| p.objects.iter().find(|o| o.name == n).unwrap().read;
+    let read_of = |n: &str| {
+        p.objects
+            .iter()
+            .find(|o| o.name == n)
+            .unwrap()
+            .read
+            .unwrap()
+    };
     assert_eq!(read_of("user"), read_of("pass"));
     assert_eq!(read_of("cert-a"), read_of("cert-a-key"));
     assert_ne!(read_of("cert-a"), read_of("cert-b"));
@@ -366,7 +373,7 @@ fn versions_config_differs_by_settings() {
 fn scalars_as_names_and_keys() {
     let p = plan("- objectName: 123\n  secretPath: s/a\n  secretKey: 007\n").unwrap();
     assert_eq!(p.objects[0].name, "123");
-    assert_eq!(p.objects[0].secret_key.as_deref(), Some("007"));
+    assert_eq!(p.objects[0].kind, ObjectKind::Key("007".into()));
 }
 
 #[test]
@@ -388,4 +395,128 @@ fn token_claims_give_the_service_account_uid() {
         p.token.unwrap().service_account_uid.as_deref(),
         Some("sa-uid-1")
     );
+}
+
+#[test]
+fn templates_selectors_and_all_keys_are_planned() {
+    let p = plan(
+        "- objectName: a\n  secretPath: secret/data/a\n  allKeys: true\n  filePermission: 0600\n\
+         - objectName: b\n  secretPath: secret/data/a\n  selector: /db/pass\n\
+         - objectName: c\n  template: \"{{ objects.b }}\"\n\
+         - objectName: d\n  secretPath: secret/data/a\n  template: \"{{ secret.x }}\"\n",
+    )
+    .unwrap();
+    assert_eq!(p.reads.len(), 1, "one read for the same path");
+    assert_eq!(p.objects[0].kind, ObjectKind::AllKeys(None));
+    assert_eq!(p.objects[0].mode, 0o600);
+    assert!(matches!(&p.objects[1].kind, ObjectKind::Pointer(ptr) if ptr.tokens == ["db", "pass"]));
+    assert_eq!(p.objects[2].read, None);
+    assert_eq!(p.objects[3].read, Some(0));
+    assert!(p.has_templates());
+    // Only fields this provider adds appear in the version config, and only when used.
+    assert!(p.objects[0].config.contains("\"allKeys\":true"));
+    assert!(!p.objects[1].config.contains("allKeys"));
+}
+
+#[test]
+fn conflicting_fields_and_bad_templates_are_refused_before_vault() {
+    for (objects, needle) in [
+        (
+            "- objectName: a\n  template: x\n  secretKey: k\n  secretPath: s/a\n",
+            "template and secretKey",
+        ),
+        (
+            "- objectName: a\n  template: x\n  selector: /k\n  secretPath: s/a\n",
+            "template and selector",
+        ),
+        (
+            "- objectName: a\n  template: x\n  allKeys: true\n  secretPath: s/a\n",
+            "template and allKeys",
+        ),
+        (
+            "- objectName: a\n  secretKey: k\n  selector: /k\n  secretPath: s/a\n",
+            "secretKey and selector",
+        ),
+        (
+            "- objectName: a\n  secretKey: k\n  allKeys: true\n  secretPath: s/a\n",
+            "secretKey and allKeys",
+        ),
+        (
+            "- objectName: a\n  selector: k\n  secretPath: s/a\n",
+            "JSON Pointer",
+        ),
+        ("- objectName: a\n  template: \"{{ x \"\n", "line 1"),
+        (
+            "- objectName: a\n  template: x\n  encoding: base64\n",
+            "encoding",
+        ),
+        (
+            "- objectName: a\n  allKeys: true\n",
+            "secretPath is missing",
+        ),
+    ] {
+        let e = plan(objects).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{objects:?}: {msg}");
+        assert!(msg.contains("\"a\""), "names the object: {msg}");
+    }
+}
+
+#[test]
+fn files_cannot_sit_inside_other_files_or_all_keys_directories() {
+    // Not only neighbours in sort order: certs-old sorts between certs and certs/tls.crt.
+    let e = plan(
+        "- {objectName: certs, secretPath: s/a}\n- {objectName: certs-old, secretPath: s/a}\n- {objectName: certs/tls.crt, secretPath: s/a}\n",
+    )
+    .unwrap_err();
+    assert!(matches!(e, PlanError::FileDirConflict { .. }), "{e}");
+    let e = plan("- {objectName: a, secretPath: s/a}\n- {objectName: a/b/c, secretPath: s/a}\n")
+        .unwrap_err();
+    assert!(matches!(e, PlanError::FileDirConflict { .. }), "{e}");
+    let e = plan(
+        "- {objectName: d, secretPath: s/a, allKeys: true}\n- {objectName: d/k, secretPath: s/b}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("allKeys"), "{e}");
+    assert!(
+        plan("- {objectName: a/b, secretPath: s/a}\n- {objectName: a/c, secretPath: s/a}\n")
+            .is_ok()
+    );
+}
+
+#[test]
+fn openbao_role_name_spellings_and_their_precedence() {
+    let with = |pairs: &[(&str, &str)]| {
+        let mut m = attrs(ONE);
+        m.remove("roleName");
+        for (k, v) in pairs {
+            m.insert(k.to_string(), Value::String(v.to_string()));
+        }
+        plan_with(m, "{}").map(|p| p.role)
+    };
+    assert_eq!(with(&[("vaultRoleName", "v")]).unwrap(), "v");
+    assert_eq!(
+        with(&[("roleName", "r"), ("vaultRoleName", "v")]).unwrap(),
+        "v"
+    );
+    assert_eq!(
+        with(&[("vaultRoleName", "v"), ("openbaoRoleName", "o")]).unwrap(),
+        "o"
+    );
+    assert_eq!(
+        with(&[
+            ("roleName", "r"),
+            ("vaultRoleName", "v"),
+            ("openbaoRoleName", "o"),
+            ("baoRoleName", "b")
+        ])
+        .unwrap(),
+        "b"
+    );
+    assert_eq!(
+        with(&[("baoRoleName", ""), ("roleName", "r")]).unwrap(),
+        "r",
+        "empty counts as unset"
+    );
+    assert_eq!(with(&[]).unwrap_err(), PlanError::MissingRole);
 }

@@ -407,10 +407,12 @@ impl VaultClient {
                         });
                     }
                     // TLS 1.3 servers refuse a missing client certificate after the handshake,
-                    // which the client may only see as a dropped connection.
-                    let dropped = detail.contains("broken pipe") || detail.contains("reset");
-                    let hint = if dropped && self.base.scheme() == "https" && !self.client_cert {
-                        " (if Vault requires a client certificate, set vaultTLSClientCertPath and vaultTLSClientKeyPath)"
+                    // which the client only sees as a connection closed, reset or canceled.
+                    let hint = if self.base.scheme() == "https"
+                        && !self.client_cert
+                        && closed_by_peer(&detail)
+                    {
+                        CLIENT_CERT_HINT
                     } else {
                         ""
                     };
@@ -569,6 +571,26 @@ fn vault_errors(body: &[u8]) -> Option<String> {
     (!texts.is_empty()).then(|| texts.join("; "))
 }
 
+/// Said when a TLS server drops us and we sent no client certificate.
+const CLIENT_CERT_HINT: &str = " (Vault closed the connection during or right after the TLS handshake: it may require a client certificate, set vaultTLSClientCertPath and vaultTLSClientKeyPath or the -vault-tls-client-* flags)";
+
+/// Whether a transport error means the server closed the connection on us.
+fn closed_by_peer(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "connection closed",
+        "canceled",
+        "cancelled",
+        "broken pipe",
+        "reset",
+        "unexpected eof",
+        "incomplete message",
+        "close_notify",
+    ]
+    .iter()
+    .any(|s| d.contains(s))
+}
+
 /// What to change when a TLS handshake failed for a reason that will not go away.
 fn tls_hint(detail: &str) -> Option<&'static str> {
     if detail.contains("invalid peer certificate") {
@@ -577,7 +599,7 @@ fn tls_hint(detail: &str) -> Option<&'static str> {
         )
     } else if detail.contains("received fatal alert") {
         Some(
-            " (Vault refused the handshake: does it require a client certificate? set vaultTLSClientCertPath and vaultTLSClientKeyPath)",
+            " (Vault refused the TLS handshake: it may require a client certificate, set vaultTLSClientCertPath and vaultTLSClientKeyPath or the -vault-tls-client-* flags)",
         )
     } else {
         None

@@ -1,0 +1,387 @@
+//! The `objects` parameter: a YAML list of objects becomes the distinct reads of a Mount and
+//! one [`ObjectSpec`] per object. Pure. Every check that can be made without Vault is made
+//! here: names, paths, methods, encodings, modes, selectors, and template syntax.
+
+use super::{Encoding, MAX_OBJECTS, Method, ObjectKind, ObjectSpec, PlanError, Pointer, ReadSpec};
+use crate::error::quote;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+
+/// Largest `objects` text accepted, before it is parsed.
+pub const MAX_OBJECTS_TEXT: usize = 1024 * 1024;
+
+/// One entry of `objects` as written in the class.
+#[derive(Deserialize)]
+struct RawObject {
+    #[serde(default, rename = "objectName")]
+    object_name: String,
+    #[serde(default, rename = "secretPath")]
+    secret_path: String,
+    #[serde(default, rename = "secretKey")]
+    secret_key: String,
+    #[serde(default, rename = "secretArgs")]
+    secret_args: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    encoding: String,
+    #[serde(default, rename = "filePermission", deserialize_with = "de_file_mode")]
+    file_permission: Option<i64>,
+    /// Jinja template: the file is the rendered template.
+    #[serde(default)]
+    template: Option<String>,
+    /// The object is a directory with one file per key.
+    #[serde(default, rename = "allKeys")]
+    all_keys: bool,
+    /// RFC 6901 JSON Pointer into the secret's data.
+    #[serde(default)]
+    selector: Option<String>,
+}
+
+/// `filePermission` as the Go provider reads it (YAML 1.1 integers): `0600` and `0o600`
+/// are octal, `420` is decimal, `0x1a4` is hexadecimal.
+fn de_file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    struct Mode;
+    impl serde::de::Visitor<'_> for Mode {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a file mode such as 0644 or 420")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("file mode out of range"))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            parse_mode_text(v).map(Some).ok_or_else(|| {
+                E::custom(format!(
+                    "filePermission {} is not a file mode such as 0644 or 420",
+                    quote(v)
+                ))
+            })
+        }
+    }
+    d.deserialize_any(Mode)
+}
+
+fn parse_mode_text(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        return i64::from_str_radix(oct, 8).ok();
+    }
+    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    if t.len() > 1 && t.starts_with('0') {
+        return i64::from_str_radix(&t[1..], 8).ok();
+    }
+    t.parse().ok()
+}
+
+/// The reads and objects of a class's `objects` text.
+pub fn parse_objects(
+    text: &str,
+    default_mode: u32,
+) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
+    if text.len() > MAX_OBJECTS_TEXT {
+        return Err(PlanError::ObjectsSyntax(format!(
+            "it is {} bytes, more than the {MAX_OBJECTS_TEXT} a class may have",
+            text.len()
+        )));
+    }
+    let raw: Option<Vec<RawObject>> =
+        serde_yaml_ng::from_str(text).map_err(|e| PlanError::ObjectsSyntax(short(&e)))?;
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        return Err(PlanError::NoObjects);
+    }
+    if raw.len() > MAX_OBJECTS {
+        return Err(PlanError::TooManyObjects(raw.len()));
+    }
+
+    let mut reads: Vec<ReadSpec> = Vec::new();
+    let mut read_index: HashMap<ReadSpec, usize> = HashMap::new();
+    let mut objects = Vec::with_capacity(raw.len());
+    let mut names = HashSet::new();
+
+    for (i, o) in raw.into_iter().enumerate() {
+        let index = i + 1;
+        if o.object_name.is_empty() {
+            return Err(PlanError::BadObject {
+                index,
+                reason: "objectName is missing: give the file name to write".into(),
+            });
+        }
+        let name = o.object_name.clone();
+        let named = |reason: String| PlanError::BadNamedObject {
+            name: name.clone(),
+            reason,
+        };
+        validate_file_name(&name)
+            .map_err(|r| named(format!("objectName is not a safe file name: {r}")))?;
+        if !names.insert(name.clone()) {
+            return Err(PlanError::DuplicateName(name));
+        }
+        let kind = object_kind(&o).map_err(&named)?;
+        let read = if o.secret_path.is_empty() {
+            if !matches!(kind, ObjectKind::Template(_)) {
+                return Err(named(
+                    "secretPath is missing: give the Vault path to read, e.g. secret/data/app"
+                        .into(),
+                ));
+            }
+            None
+        } else {
+            let spec = read_spec(&o).map_err(&named)?;
+            Some(*read_index.entry(spec.clone()).or_insert_with(|| {
+                reads.push(spec);
+                reads.len() - 1
+            }))
+        };
+        let encoding = match o.encoding.to_ascii_lowercase().as_str() {
+            "" | "utf-8" | "utf8" => Encoding::Utf8,
+            "base64" => Encoding::Base64,
+            "hex" => Encoding::Hex,
+            other => {
+                return Err(named(format!(
+                    "encoding {} is not known: use utf-8, base64 or hex",
+                    quote(other)
+                )));
+            }
+        };
+        if encoding != Encoding::Utf8 && matches!(kind, ObjectKind::Template(_)) {
+            return Err(named(
+                "encoding does not apply to a template: decode inside it with the b64decode filter"
+                    .into(),
+            ));
+        }
+        let mode = match o.file_permission {
+            None => default_mode,
+            Some(m) if (0..=0o777).contains(&m) => m as u32,
+            Some(m) => {
+                return Err(named(format!(
+                    "filePermission {m} (octal {m:o}) is not a file mode: use 0000 to 0777, e.g. 0644"
+                )));
+            }
+        };
+        let method = read.map(|r| reads[r].method).unwrap_or(Method::Get);
+        let mut config = serde_json::json!({
+            "objectName": o.object_name,
+            "secretPath": o.secret_path,
+            "secretKey": o.secret_key,
+            "secretArgs": o.secret_args,
+            "method": method.as_str(),
+            "encoding": o.encoding.to_ascii_lowercase(),
+            "filePermission": mode,
+        });
+        // Fields only this provider has are added only when used, so that the versions
+        // of classes written for the Go provider do not change.
+        if let Some(t) = &o.template {
+            config["template"] = Value::String(t.clone());
+        }
+        if o.all_keys {
+            config["allKeys"] = Value::Bool(true);
+        }
+        if let Some(s) = &o.selector {
+            config["selector"] = Value::String(s.clone());
+        }
+        objects.push(ObjectSpec {
+            name: o.object_name,
+            read,
+            kind,
+            encoding,
+            mode,
+            config: config.to_string(),
+        });
+    }
+    check_tree(&objects)?;
+    Ok((reads, objects))
+}
+
+/// What the object writes, from its `secretKey`, `selector`, `allKeys` and `template`.
+fn object_kind(o: &RawObject) -> Result<ObjectKind, String> {
+    let has_key = !o.secret_key.is_empty();
+    let selector = o.selector.as_deref().filter(|s| !s.is_empty());
+    if let Some(source) = &o.template {
+        for (set, field) in [
+            (has_key, "secretKey"),
+            (selector.is_some(), "selector"),
+            (o.all_keys, "allKeys"),
+        ] {
+            if set {
+                return Err(format!(
+                    "template and {field} cannot be used together: a template selects its values itself"
+                ));
+            }
+        }
+        crate::template::check(source).map_err(|e| e.to_string())?;
+        return Ok(ObjectKind::Template(source.clone()));
+    }
+    if has_key && selector.is_some() {
+        return Err(
+            "secretKey and selector cannot be used together: use secretKey for a top-level key, selector for a nested value"
+                .into(),
+        );
+    }
+    if has_key && o.all_keys {
+        return Err(
+            "secretKey and allKeys cannot be used together: allKeys writes every key".into(),
+        );
+    }
+    let pointer = selector.map(Pointer::parse).transpose()?;
+    Ok(match (o.all_keys, pointer) {
+        (true, pointer) => ObjectKind::AllKeys(pointer),
+        (false, Some(p)) => ObjectKind::Pointer(p),
+        (false, None) if has_key => ObjectKind::Key(o.secret_key.clone()),
+        (false, None) => ObjectKind::Whole,
+    })
+}
+
+/// The request an object makes.
+fn read_spec(o: &RawObject) -> Result<ReadSpec, String> {
+    let (path, query) = normalise_secret_path(&o.secret_path)?;
+    let method = match o.method.to_ascii_uppercase().as_str() {
+        "" | "GET" => Method::Get,
+        "PUT" => Method::Put,
+        "POST" => Method::Post,
+        other => {
+            return Err(format!(
+                "method {} is not supported: use GET, PUT or POST",
+                quote(other)
+            ));
+        }
+    };
+    let body = o
+        .secret_args
+        .as_ref()
+        .map(|args| Value::Object(args.clone()).to_string());
+    Ok(ReadSpec {
+        method,
+        path,
+        query,
+        body,
+    })
+}
+
+/// A file cannot also be a directory of another object's file, at any depth; an allKeys
+/// object is a directory that no other object may write into.
+fn check_tree(objects: &[ObjectSpec]) -> Result<(), PlanError> {
+    let files: HashMap<&str, &ObjectSpec> = objects.iter().map(|o| (o.name.as_str(), o)).collect();
+    for o in objects {
+        let mut prefix = o.name.as_str();
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if let Some(owner) = files.get(parent) {
+                return Err(match owner.kind {
+                    ObjectKind::AllKeys(_) => PlanError::BadNamedObject {
+                        name: o.name.clone(),
+                        reason: format!(
+                            "it would be written inside {:?}, the directory of an allKeys object: rename one of them",
+                            owner.name
+                        ),
+                    },
+                    _ => PlanError::FileDirConflict {
+                        file: parent.to_string(),
+                        nested: o.name.clone(),
+                    },
+                });
+            }
+            prefix = parent;
+        }
+    }
+    Ok(())
+}
+
+/// A YAML error's text, short: the location and the reason, not the input.
+fn short(e: &serde_yaml_ng::Error) -> String {
+    crate::error::cap(&e.to_string(), 300)
+}
+
+/// The driver's path rules, checked before any backend call: not empty, relative,
+/// at most 4096 bytes, each element at most 255 bytes, no `..` element, not starting with
+/// `..`, already clean; and no control characters.
+pub fn validate_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.starts_with('/') {
+        return Err("it must be a relative path, without a leading /".into());
+    }
+    if name.len() > 4096 {
+        return Err("it is longer than 4096 bytes".into());
+    }
+    if name.starts_with("..") {
+        return Err("it must not start with ..".into());
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("it contains control characters".into());
+    }
+    for element in name.split('/') {
+        match element {
+            "" => {
+                return Err(
+                    "it is not a clean path (empty element from // or a trailing /)".into(),
+                );
+            }
+            "." => return Err("it is not a clean path (. element)".into()),
+            ".." => return Err("it contains a .. element".into()),
+            e if e.len() > 255 => {
+                return Err(format!("element {} is longer than 255 bytes", quote(e)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `/v1/x`, `v1/x`, `/x` and `x` all mean `/v1/x`; text after the first `?` is the query.
+pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (raw, ""),
+    };
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '#' || c == '\\')
+    {
+        return Err(format!(
+            "secretPath {} contains whitespace, control characters, # or \\",
+            quote(raw)
+        ));
+    }
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_prefix("v1/").unwrap_or(trimmed);
+    if trimmed.is_empty() || trimmed == "v1" {
+        return Err(format!(
+            "secretPath {} names no secret: use e.g. secret/data/app",
+            quote(raw)
+        ));
+    }
+    for segment in trimmed.split('/') {
+        match segment {
+            "" => {
+                return Err(format!(
+                    "secretPath {} has an empty element (//, or a trailing /)",
+                    quote(raw)
+                ));
+            }
+            "." | ".." => {
+                return Err(format!(
+                    "secretPath {} contains a . or .. element",
+                    quote(raw)
+                ));
+            }
+            _ => {}
+        }
+    }
+    let query = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok((format!("/v1/{trimmed}"), query))
+}
