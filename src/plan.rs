@@ -530,20 +530,33 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
     })
 }
 
-/// Checks that an address is `http://`, `https://` or `unix://` with something after it.
+/// Checks an address, or a comma-separated list of the nodes of one cluster: each one
+/// `http://`, `https://` or `unix://` with something after it.
 pub fn validate_address(address: &str) -> Result<(), String> {
-    let ok = ["http://", "https://", "unix://"].iter().any(|scheme| {
-        address
-            .strip_prefix(scheme)
-            .is_some_and(|rest| !rest.is_empty())
-    });
-    if ok && url::Url::parse(address).is_ok() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{address:?} is not a Vault address: use https://host:port, http://host:port or unix:///path/to/agent.sock"
-        ))
+    let nodes = crate::vault::split_nodes(address);
+    if nodes.is_empty() {
+        return Err("no address is given: use https://host:port".into());
     }
+    if nodes.len() > crate::vault::MAX_NODES {
+        return Err(format!(
+            "{} addresses are listed: at most {} nodes of one cluster",
+            nodes.len(),
+            crate::vault::MAX_NODES
+        ));
+    }
+    for node in nodes {
+        let ok = ["http://", "https://", "unix://"].iter().any(|scheme| {
+            node.strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty())
+        });
+        if !ok || url::Url::parse(node).is_err() {
+            return Err(format!(
+                "{} is not a Vault address: use https://host:port, http://host:port or unix:///path/to/agent.sock, or several https:// addresses separated by commas",
+                crate::error::quote(node)
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

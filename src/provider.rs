@@ -50,6 +50,8 @@ pub struct ProviderParts {
     pub read_share_window: std::time::Duration,
     /// Bounds on templates (`-template-*`).
     pub template_limits: template::Limits,
+    /// Leases and certificates kept for rotation polls at most (`-lease-store-size`).
+    pub lease_store_size: usize,
 }
 
 impl Provider {
@@ -87,6 +89,7 @@ impl Provider {
             vault_concurrency: settings.vault_concurrency,
             read_share_window: settings.read_share_window,
             template_limits: settings.template_limits,
+            lease_store_size: settings.lease_store_size,
         }))
     }
 
@@ -99,10 +102,15 @@ impl Provider {
             kube: parts.kube,
             tokens: TokenCache::new(parts.cache_size),
             flights: Flights::new(parts.read_share_window),
-            leases: Leases::default(),
+            leases: Leases::new(parts.lease_store_size),
             max_response_bytes: parts.max_response_bytes,
             template_limits: parts.template_limits,
         }
+    }
+
+    /// Leases and certificates held for rotation polls now.
+    pub fn leases_held(&self) -> usize {
+        self.leases.len()
     }
 
     /// Loads the object-version key now rather than at the first Mount.

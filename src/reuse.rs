@@ -120,20 +120,39 @@ struct LeaseEntry {
     epoch: u64,
 }
 
-/// Leased answers and issued certificates kept for the pod that asked.
-#[derive(Default)]
+/// Leased answers and issued certificates kept for the pod that asked, at most
+/// `capacity` of them (`-lease-store-size`). When full, expired entries go first, then the
+/// ones closest to the end of their reuse: an evicted entry costs that pod a new credential
+/// or certificate at its next rotation poll, nothing more.
 pub struct Leases {
     map: Mutex<HashMap<LeaseKey, LeaseEntry>>,
     /// When expired entries (pods gone, leases past reuse) were last dropped.
     last_purge: Mutex<Option<Instant>>,
+    capacity: usize,
 }
+
+impl Default for Leases {
+    fn default() -> Self {
+        Leases::new(DEFAULT_LEASE_STORE_SIZE)
+    }
+}
+
+/// Leases and certificates kept at most, by default (`-lease-store-size`).
+pub const DEFAULT_LEASE_STORE_SIZE: usize = 1000;
 
 /// How often expired entries are dropped once there are many.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-const MAX_LEASES: usize = 100_000;
-
 impl Leases {
+    /// A store of at most `capacity` entries; 0 keeps nothing.
+    pub fn new(capacity: usize) -> Self {
+        Leases {
+            map: Mutex::new(HashMap::new()),
+            last_purge: Mutex::new(None),
+            capacity,
+        }
+    }
+
     /// A kept answer, if it is still within its reuse time and was read with this token.
     pub fn get(&self, key: &LeaseKey, epoch: u64) -> Option<Arc<SecretResponse>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -159,7 +178,7 @@ impl Leases {
         if let Some(t) = token_expires {
             reuse_until = reuse_until.min(t);
         }
-        if reuse_until <= now {
+        if reuse_until <= now || self.capacity == 0 {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,10 +189,19 @@ impl Leases {
                 *last = Some(now);
             }
         }
-        if map.len() >= MAX_LEASES {
+        if map.len() >= self.capacity && !map.contains_key(&key) {
             map.retain(|_, e| e.reuse_until > now);
-            if map.len() >= MAX_LEASES {
-                return;
+        }
+        while map.len() >= self.capacity && !map.contains_key(&key) {
+            let closest = map
+                .iter()
+                .min_by_key(|(_, e)| e.reuse_until)
+                .map(|(k, _)| k.clone());
+            match closest {
+                Some(k) => {
+                    map.remove(&k);
+                }
+                None => break,
             }
         }
         map.insert(
@@ -265,5 +293,44 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_is_bounded_and_evicts_the_closest_to_expiry() {
+        let leases = Leases::new(3);
+        let key = |pod: &str| LeaseKey {
+            pod_uid: pod.into(),
+            identity: crate::identity::tests_support::identity("a"),
+            spec: ReadSpec {
+                method: crate::plan::Method::Get,
+                path: "/v1/database/creds/app".into(),
+                query: vec![],
+                body: None,
+            },
+        };
+        let leased = |secs: u64| {
+            Arc::new(answer(&format!(
+                r#"{{"lease_id":"database/creds/app/x","lease_duration":{secs},"data":{{"username":"u"}}}}"#
+            )))
+        };
+        leases.put(key("short"), &leased(60), 1, None);
+        leases.put(key("long1"), &leased(3600), 1, None);
+        leases.put(key("long2"), &leased(3600), 1, None);
+        assert_eq!(leases.len(), 3);
+        leases.put(key("new"), &leased(3600), 1, None);
+        assert_eq!(leases.len(), 3, "bounded");
+        assert!(
+            leases.get(&key("short"), 1).is_none(),
+            "closest to expiry went first"
+        );
+        assert!(leases.get(&key("new"), 1).is_some());
+        assert!(leases.get(&key("long1"), 1).is_some());
+        // Replacing an entry that is there evicts nothing.
+        leases.put(key("new"), &leased(3600), 1, None);
+        assert_eq!(leases.len(), 3);
+        assert!(leases.get(&key("long2"), 1).is_some());
+        let none = Leases::new(0);
+        none.put(key("x"), &leased(3600), 1, None);
+        assert!(none.is_empty());
     }
 }

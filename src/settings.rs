@@ -69,6 +69,8 @@ pub struct Settings {
     pub read_share_window: Duration,
     /// Bounds on templates.
     pub template_limits: crate::template::Limits,
+    /// Leases and certificates kept for rotation polls at most.
+    pub lease_store_size: usize,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -247,6 +249,12 @@ pub const SERVER_FLAGS: &[Flag] = &[
         Kind::Value,
         "0s",
         "how long a static answer serves identical reads of the same service account (0: read fresh every Mount)",
+    ),
+    f(
+        "lease-store-size",
+        Kind::Value,
+        "1000",
+        "leases and certificates kept for pods' rotation polls at most; when full, those closest to expiry go first",
     ),
     f(
         "template-fuel",
@@ -509,6 +517,8 @@ impl Settings {
             max_output: number("template-max-output", 1024, 64 * 1024 * 1024)? as usize,
         };
 
+        let lease_store_size = number("lease-store-size", 0, 1_000_000)? as usize;
+
         let vault = VaultSettings::from_sources(flags, env)?;
 
         Ok(Settings {
@@ -529,6 +539,7 @@ impl Settings {
             vault_concurrency,
             read_share_window,
             template_limits,
+            lease_store_size,
         })
     }
 }

@@ -1,0 +1,190 @@
+//! One Vault cluster as seen by one Mount: logins, renewals and reads. Each request goes
+//! through the send loop (`send.rs`), which picks the node and retries.
+
+use super::answers::{check_status, token_from_answer};
+use super::pool::Cluster;
+use super::{Connection, VaultError};
+use crate::plan::ReadSpec;
+use crate::response::SecretResponse;
+use crate::secret::SecretString;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A Vault token from a login.
+#[derive(Debug, Clone)]
+pub struct VaultToken {
+    pub token: SecretString,
+    pub lease_duration: Duration,
+    pub renewable: bool,
+}
+
+/// One node of the cluster: its address, its API base and the HTTP client that reaches it.
+#[derive(Clone)]
+pub(super) struct NodeClient {
+    pub address: String,
+    pub base: url::Url,
+    pub http: reqwest::Client,
+}
+
+/// A request to make, independent of the node it goes to.
+pub(super) struct Call<'a> {
+    pub what: &'a str,
+    pub method: reqwest::Method,
+    /// API path without a leading `/`, e.g. `v1/secret/data/app`.
+    pub path: &'a str,
+    pub query: &'a [(String, String)],
+    pub token: Option<&'a SecretString>,
+    pub body: Option<&'a str>,
+}
+
+/// One Vault cluster (one or more nodes) as seen by one Mount.
+#[derive(Clone)]
+pub struct VaultClient {
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) nodes: Vec<NodeClient>,
+    pub(super) client_cert: bool,
+    /// The address list, for messages.
+    pub(super) address: String,
+    pub(super) namespace: Option<String>,
+    pub(super) timeout: Duration,
+    pub(super) max_retries: u32,
+}
+
+impl VaultClient {
+    pub(super) fn new(cluster: Arc<Cluster>, nodes: Vec<NodeClient>, conn: &Connection) -> Self {
+        VaultClient {
+            cluster,
+            nodes,
+            client_cert: conn.tls.client_cert.is_some(),
+            address: conn.address.clone(),
+            namespace: conn.namespace.clone(),
+            timeout: conn.timeout,
+            max_retries: conn.max_retries,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// `POST /v1/auth/<mount>/login` with `{"role", "jwt"}`; serves kubernetes and jwt auth.
+    pub async fn login(
+        &self,
+        mount: &str,
+        role: &str,
+        jwt: &SecretString,
+        deadline: Instant,
+    ) -> Result<VaultToken, VaultError> {
+        let what = format!(
+            "login at auth/{mount} with role {}",
+            crate::error::quote(role)
+        );
+        let body = serde_json::json!({ "role": role, "jwt": jwt.expose() }).to_string();
+        let path = format!("v1/auth/{mount}/login");
+        let call = Call {
+            what: &what,
+            method: reqwest::Method::POST,
+            path: &path,
+            query: &[],
+            token: None,
+            body: Some(&body),
+        };
+        let (status, bytes) = self.send(&call, deadline).await?;
+        check_status(&what, status, &bytes)?;
+        token_from_answer(&what, &bytes, None)
+    }
+
+    /// `POST /v1/auth/token/renew-self`: extends the token's lease.
+    pub async fn renew_self(
+        &self,
+        token: &SecretString,
+        deadline: Instant,
+    ) -> Result<VaultToken, VaultError> {
+        let what = "renewal of the Vault token";
+        let call = Call {
+            what,
+            method: reqwest::Method::POST,
+            path: "v1/auth/token/renew-self",
+            query: &[],
+            token: Some(token),
+            body: Some("{}"),
+        };
+        let (status, bytes) = self.send(&call, deadline).await?;
+        check_status(what, status, &bytes)?;
+        token_from_answer(what, &bytes, Some(token))
+    }
+
+    /// Reads one path with a Vault token.
+    pub async fn read(
+        &self,
+        token: &SecretString,
+        spec: &ReadSpec,
+        deadline: Instant,
+    ) -> Result<SecretResponse, VaultError> {
+        let what = format!("{} {}", spec.method.as_str(), spec.display());
+        let call = Call {
+            what: &what,
+            method: match spec.method {
+                crate::plan::Method::Get => reqwest::Method::GET,
+                crate::plan::Method::Put => reqwest::Method::PUT,
+                crate::plan::Method::Post => reqwest::Method::POST,
+            },
+            path: spec.path.trim_start_matches('/'),
+            query: &spec.query,
+            token: Some(token),
+            body: spec.body.as_deref(),
+        };
+        let (status, bytes) = self.send(&call, deadline).await?;
+        check_status(&what, status, &bytes)?;
+        if status == reqwest::StatusCode::NO_CONTENT || bytes.is_empty() {
+            return Err(VaultError::BadAnswer {
+                what,
+                detail:
+                    "it is empty (HTTP 204): the path returns no data; check secretPath and method"
+                        .into(),
+            });
+        }
+        SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
+            what,
+            detail: "not a JSON object".into(),
+        })
+    }
+
+    /// The HTTP request of `call` to `node`.
+    pub(super) fn request(
+        &self,
+        node: &NodeClient,
+        call: &Call<'_>,
+    ) -> Result<reqwest::RequestBuilder, VaultError> {
+        let mut url = node.base.join(call.path).map_err(|e| {
+            VaultError::Setup(format!(
+                "bad request path {}: {e}",
+                crate::error::quote(call.path)
+            ))
+        })?;
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query);
+        }
+        let mut r = node
+            .http
+            .request(call.method.clone(), url)
+            .header("X-Vault-Request", "true");
+        if let Some(ns) = &self.namespace {
+            r = r.header("X-Vault-Namespace", ns);
+        }
+        if let Some(t) = call.token
+            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(t.expose())
+        {
+            // Sensitive: never entered in HPACK tables, printed as "Sensitive" by Debug.
+            value.set_sensitive(true);
+            r = r.header("X-Vault-Token", value);
+        }
+        if let Some(body) = call.body {
+            r = r
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        Ok(r)
+    }
+}
