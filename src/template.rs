@@ -52,12 +52,14 @@ pub enum TemplateError {
         name: String,
         present: String,
     },
-    #[error("template{at} {what}: raise {flag} if this template is meant to")]
+    #[error("template{at} {what}: simplify it, or raise {flag} if it really needs more")]
     Limit {
         at: String,
         what: &'static str,
         flag: &'static str,
     },
+    #[error("template{at} uses {detail}: see the README for the filters and functions there are")]
+    Unknown { at: String, detail: String },
     #[error("template error{at}: {detail}")]
     Render { at: String, detail: String },
 }
@@ -66,7 +68,9 @@ impl TemplateError {
     /// The gRPC code of the failure.
     pub fn code(&self) -> Code {
         match self {
-            TemplateError::TooLong(_) | TemplateError::Syntax { .. } => Code::InvalidArgument,
+            TemplateError::TooLong(_)
+            | TemplateError::Syntax { .. }
+            | TemplateError::Unknown { .. } => Code::InvalidArgument,
             TemplateError::Undefined { .. } => Code::NotFound,
             TemplateError::Limit { .. } => Code::ResourceExhausted,
             TemplateError::Render { .. } => Code::FailedPrecondition,
@@ -415,11 +419,15 @@ fn describe(e: &minijinja::Error, source: &str, root: &Value, secrets: &[String]
         cap(&scrub(d, secrets), 300)
     };
     match e.kind() {
-        ErrorKind::SyntaxError
-        | ErrorKind::UnknownFilter
+        ErrorKind::SyntaxError => TemplateError::Syntax {
+            at,
+            detail: detail(),
+        },
+        // Names of filters and functions are only looked up when the template runs.
+        ErrorKind::UnknownFilter
         | ErrorKind::UnknownTest
         | ErrorKind::UnknownFunction
-        | ErrorKind::UnknownMethod => TemplateError::Syntax {
+        | ErrorKind::UnknownMethod => TemplateError::Unknown {
             at,
             detail: detail(),
         },
@@ -432,7 +440,7 @@ fn describe(e: &minijinja::Error, source: &str, root: &Value, secrets: &[String]
         }
         ErrorKind::UndefinedError => {
             let expr = span
-                .and_then(|r| source.get(r))
+                .and_then(|r| source.get(whole_path(source, r.start)..r.end))
                 .map(str::trim)
                 .unwrap_or("");
             let (name, present) = missing_name(expr, root);
@@ -457,6 +465,22 @@ fn kind_text(kind: ErrorKind) -> &'static str {
         ErrorKind::BadSerialization => "cannot serialize value",
         _ => "render failed",
     }
+}
+
+/// Where the name path that ends in an error span starts: the engine points at the last
+/// steps (`.foo.bar` of `secret.password.foo.bar`), the message names the whole path.
+fn whole_path(source: &str, start: usize) -> usize {
+    let bytes = source.as_bytes();
+    let mut i = start.min(bytes.len());
+    while i > 0 {
+        let c = bytes[i - 1];
+        if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'[' | b']' | b'"' | b'\'') {
+            i -= 1;
+        } else {
+            break;
+        }
+    }
+    i
 }
 
 /// One step of a name path in a template expression: `.name`, `["name"]` or `[0]`.

@@ -89,6 +89,13 @@ fn filters_for_secrets() {
 }
 
 #[test]
+fn unknown_filters_are_invalid_argument() {
+    let e = run("{{ 'x' | nosuchfilter }}", None).unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.to_string().contains("nosuchfilter"), "{e}");
+}
+
+#[test]
 fn syntax_errors_name_line_and_column() {
     let e = check("ok\n  {{ secret.x }\n").unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
