@@ -118,6 +118,8 @@ struct LeaseEntry {
     answer: Arc<SecretResponse>,
     reuse_until: Instant,
     epoch: u64,
+    /// When it was last stored or handed out, as a sequence number (eviction order).
+    used: u64,
 }
 
 /// Leased answers and issued certificates kept for the pod that asked, at most
@@ -126,6 +128,8 @@ struct LeaseEntry {
 /// or certificate at its next rotation poll, nothing more.
 pub struct Leases {
     map: Mutex<HashMap<LeaseKey, LeaseEntry>>,
+    /// Counts stores and hand-outs, for least-recently-used order.
+    clock: std::sync::atomic::AtomicU64,
     /// When expired entries (pods gone, leases past reuse) were last dropped.
     last_purge: Mutex<Option<Instant>>,
     capacity: usize,
@@ -148,6 +152,7 @@ impl Leases {
     pub fn new(capacity: usize) -> Self {
         Leases {
             map: Mutex::new(HashMap::new()),
+            clock: std::sync::atomic::AtomicU64::new(0),
             last_purge: Mutex::new(None),
             capacity,
         }
@@ -155,10 +160,17 @@ impl Leases {
 
     /// A kept answer, if it is still within its reuse time and was read with this token.
     pub fn get(&self, key: &LeaseKey, epoch: u64) -> Option<Arc<SecretResponse>> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .filter(|e| e.epoch == epoch && Instant::now() < e.reuse_until)
-            .map(|e| e.answer.clone())
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map
+            .get_mut(key)
+            .filter(|e| e.epoch == epoch && Instant::now() < e.reuse_until)?;
+        e.used = self.tick();
+        Some(e.answer.clone())
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keeps `answer` if it has a lease or is a certificate. Reuse also ends with the token
@@ -193,9 +205,11 @@ impl Leases {
             map.retain(|_, e| e.reuse_until > now);
         }
         while map.len() >= self.capacity && !map.contains_key(&key) {
+            // Closest to the end of its reuse first; among equals (reuse bounded by the
+            // same token), the least recently used.
             let closest = map
                 .iter()
-                .min_by_key(|(_, e)| e.reuse_until)
+                .min_by_key(|(_, e)| (e.reuse_until, e.used))
                 .map(|(k, _)| k.clone());
             match closest {
                 Some(k) => {
@@ -210,6 +224,7 @@ impl Leases {
                 answer: answer.clone(),
                 reuse_until,
                 epoch,
+                used: self.tick(),
             },
         );
     }

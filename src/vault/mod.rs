@@ -36,7 +36,7 @@ pub enum VaultError {
     #[error("Vault at {address} is sealed: unseal it, the mount will be retried")]
     Sealed { address: String },
     #[error(
-        "Vault at {address} is rate limiting requests (HTTP 429: {message}) and still was after {MAX_RATE_LIMIT_WAITS} waits: the requests are over a rate-limit quota (sys/quotas/rate-limit); the mount will be retried, raise the quota if this lasts"
+        "Vault at {address} is rate limiting requests (HTTP 429: {message}) and still was after waiting as long as it asked (at most {MAX_RATE_LIMIT_WAITS} times, 5 s each): the requests are over a rate-limit quota (sys/quotas/rate-limit); the mount will be retried, raise the quota if this lasts"
     )]
     RateLimited { address: String, message: String },
     #[error("no Vault node could serve {what}: {}", .nodes.join("; "))]

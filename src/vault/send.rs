@@ -2,7 +2,8 @@
 //!
 //! A request goes to the node that last answered well. A node that cannot be reached, times
 //! out, is sealed, answers 5xx (a standby with no active node, a proxy in front of a dead
-//! one) or 412, or cuts its answer short is skipped for the next node at once, and cooled
+//! one), 412, a standby's 307, or KV's "upgrading" 400 after a leader change, or cuts its
+//! answer short is skipped for the next node at once, and cooled
 //! down so that later requests try it last. When every node failed, the round is retried
 //! with backoff, up to `VAULT_MAX_RETRIES` times. A 429 (a rate-limit quota, which holds for
 //! the whole cluster) waits for `Retry-After` and tries again, a few times. Everything
@@ -18,10 +19,24 @@ use super::client::{Call, NodeClient, VaultClient};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Rounds over every node of a cluster before giving up (with `VAULT_MAX_RETRIES` if
+/// higher): about ten seconds of backoff, enough for a raft election.
+pub const FAILOVER_RETRIES: u32 = 6;
+/// Longest wait between two rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// How many times a rate-limited request waits and tries again.
 pub const MAX_RATE_LIMIT_WAITS: u32 = 4;
 /// Longest single wait for a rate limit, whatever `Retry-After` says.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// KV v2 answers 400 for a moment after a new active node takes over, while it checks
+/// its storage version: a passing state, retried like a 5xx.
+fn kv_upgrading(status: reqwest::StatusCode, body: &[u8]) -> bool {
+    status == reqwest::StatusCode::BAD_REQUEST
+        && body.len() < 4096
+        && String::from_utf8_lossy(body).contains("upgrade from non-versioned to versioned data")
+}
 
 /// What one try on one node came to.
 enum Outcome {
@@ -101,10 +116,16 @@ impl VaultClient {
 
             if let Some((err, after)) = rate_limited {
                 rate_waits += 1;
-                let wait = after
-                    .unwrap_or_else(|| Duration::from_millis(500 * (1 << rate_waits.min(4))))
-                    .min(MAX_RATE_LIMIT_WAIT);
-                if rate_waits > MAX_RATE_LIMIT_WAITS || Instant::now() + wait >= deadline {
+                // Vault rounds Retry-After down (0 for "within the second"): wait at least a
+                // growing backoff.
+                let backoff = Duration::from_millis(250 * (1 << (rate_waits - 1).min(4)));
+                let wait = after.unwrap_or_default().max(backoff);
+                // A quota that blocks for longer than we would wait is not worth waiting for:
+                // the driver calls again, and the pod's events say why.
+                if rate_waits > MAX_RATE_LIMIT_WAITS
+                    || wait > MAX_RATE_LIMIT_WAIT
+                    || Instant::now() + wait >= deadline
+                {
                     return Err(err);
                 }
                 tracing::debug!(
@@ -116,11 +137,18 @@ impl VaultClient {
             }
 
             let err = self.round_error(call.what, &mut last);
-            if attempt >= self.max_retries {
+            // A cluster electing a new leader refuses everything for a few seconds: give it
+            // enough rounds to come back, still inside the deadline.
+            let retries = if several {
+                self.max_retries.max(FAILOVER_RETRIES)
+            } else {
+                self.max_retries
+            };
+            if attempt >= retries {
                 return Err(err);
             }
             attempt += 1;
-            let backoff = Duration::from_millis(250 * (1 << attempt.min(5)));
+            let backoff = Duration::from_millis(250 * (1 << attempt.min(5))).min(MAX_BACKOFF);
             if Instant::now() + backoff >= deadline {
                 return Err(err);
             }
@@ -231,7 +259,12 @@ impl VaultClient {
                 }
                 let retry = status.is_server_error()
                     && status != reqwest::StatusCode::NOT_IMPLEMENTED
-                    || status == reqwest::StatusCode::PRECONDITION_FAILED;
+                    || status == reqwest::StatusCode::PRECONDITION_FAILED
+                    || kv_upgrading(status, &body)
+                    // A standby that cannot forward redirects to the active node; redirects
+                    // are not followed (a tenant's server could point anywhere), but another
+                    // listed node, or a later try, will serve.
+                    || status == reqwest::StatusCode::TEMPORARY_REDIRECT;
                 if retry {
                     Outcome::Failed(status_error(call.what, status, &body, &node.address))
                 } else {

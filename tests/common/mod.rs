@@ -10,6 +10,7 @@ pub mod fake_vault;
 pub mod kube;
 pub mod old_driver;
 pub mod postgres;
+pub mod raft;
 pub mod tokens;
 
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ pub struct OpenBao {
     child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
-    http: reqwest::Client,
+    admin: Admin,
 }
 
 impl OpenBao {
@@ -133,17 +134,14 @@ impl OpenBao {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut bao = OpenBao {
             child,
+            admin: Admin::new(&addr, ROOT_TOKEN),
             addr,
             dir,
-            // The test's own admin client; the provider's TLS is what the tests check.
-            http: reqwest::Client::builder()
-                .tls_danger_accept_invalid_certs(true)
-                .build()
-                .unwrap(),
         };
         let start = Instant::now();
         loop {
             if let Ok(r) = bao
+                .admin
                 .http
                 .get(format!("{}/v1/sys/health", bao.addr))
                 .send()
@@ -172,6 +170,63 @@ impl OpenBao {
         bao.write("secret/data/app", json!({"data": {"k": "v"}}))
             .await;
         bao
+    }
+
+    /// The file audit log every test server writes.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit.log")
+    }
+
+    /// Request lines of the audit log whose path matches `pred`.
+    pub fn audit_requests(&self, log: &Path, pred: impl Fn(&str, &str) -> bool) -> usize {
+        let Ok(f) = std::fs::File::open(log) else {
+            return 0;
+        };
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .filter(|v| v["type"] == "request")
+            .filter(|v| {
+                pred(
+                    v["request"]["operation"].as_str().unwrap_or(""),
+                    v["request"]["path"].as_str().unwrap_or(""),
+                )
+            })
+            .count()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The API of an OpenBao server (or cluster) as an operator with a root token.
+pub struct Admin {
+    pub addr: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(addr: &str, token: &str) -> Admin {
+        vault_csi_provider::vault::install_crypto_provider();
+        Admin {
+            addr: addr.to_string(),
+            token: token.to_string(),
+            // The test's own admin client; the provider's TLS is what the tests check.
+            http: reqwest::Client::builder()
+                .tls_danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
+        }
     }
 
     /// PKI at `pki/` with a root CA named `root_cn` (EC key) and role `role` as given.
@@ -218,7 +273,7 @@ impl OpenBao {
         let mut req = self
             .http
             .request(method.parse().unwrap(), url)
-            .header("X-Vault-Token", ROOT_TOKEN);
+            .header("X-Vault-Token", &self.token);
         if !ns.is_empty() {
             req = req.header("X-Vault-Namespace", ns);
         }
@@ -241,11 +296,6 @@ impl OpenBao {
             json!({ "policy": hcl }),
         )
         .await;
-    }
-
-    /// The file audit log every test server writes.
-    pub fn audit_log(&self) -> PathBuf {
-        self.dir.path().join("audit.log")
     }
 
     /// jwt auth at `mount`, verifying tokens signed by the test signer.
@@ -350,35 +400,12 @@ impl OpenBao {
         }
         self.write(&format!("auth/{mount}/role/{role}"), body).await;
     }
-
-    /// Request lines of the audit log whose path matches `pred`.
-    pub fn audit_requests(&self, log: &Path, pred: impl Fn(&str, &str) -> bool) -> usize {
-        let Ok(f) = std::fs::File::open(log) else {
-            return 0;
-        };
-        BufReader::new(f)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
-            .filter(|v| v["type"] == "request")
-            .filter(|v| {
-                pred(
-                    v["request"]["operation"].as_str().unwrap_or(""),
-                    v["request"]["path"].as_str().unwrap_or(""),
-                )
-            })
-            .count()
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
-impl Drop for OpenBao {
-    fn drop(&mut self) {
-        self.kill();
+impl std::ops::Deref for OpenBao {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.admin
     }
 }
 
@@ -544,8 +571,17 @@ impl Client {
     }
 
     pub async fn mount(&self, req: MountRequest) -> Result<MountResponse, tonic::Status> {
+        self.mount_within(req, Duration::from_secs(60)).await
+    }
+
+    /// A Mount with the caller's deadline `timeout` (the driver passes kubelet's).
+    pub async fn mount_within(
+        &self,
+        req: MountRequest,
+        timeout: Duration,
+    ) -> Result<MountResponse, tonic::Status> {
         let mut r = tonic::Request::new(req);
-        r.set_timeout(Duration::from_secs(60));
+        r.set_timeout(timeout);
         self.inner.clone().mount(r).await.map(|r| r.into_inner())
     }
 
@@ -640,6 +676,17 @@ impl Pod {
             current_object_version: vec![],
         }
     }
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("no VmRSS")
 }
 
 pub fn rand_suffix() -> String {
