@@ -504,7 +504,57 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        fn json() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::Bool),
+                any::<i64>().prop_map(|n| serde_json::json!(n)),
+                "[ -~]{0,12}".prop_map(serde_json::Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                    prop::collection::btree_map("[ -~]{0,6}", inner, 0..6)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
         proptest! {
+            /// Any answer Vault (or a server posing as it) gives, rendered by any kind of
+            /// object: files or an error, never a panic, and an error never shows a value.
+            #[test]
+            fn any_answer_renders_or_says_why(
+                answer in json(),
+                key in "[a-z/~0-9.]{0,6}",
+                encoding in prop_oneof![Just(Encoding::Utf8), Just(Encoding::Base64), Just(Encoding::Hex)],
+            ) {
+                let body = serde_json::json!({"data": answer, "lease_id": "", "lease_duration": 0}).to_string();
+                let Some(a) = SecretResponse::parse(body.as_bytes()) else { return Ok(()) };
+                let mut kinds = vec![
+                    ObjectKind::Whole,
+                    ObjectKind::Key(key.clone()),
+                    ObjectKind::AllKeys(None),
+                ];
+                if let Ok(p) = Pointer::parse(&format!("/{key}")) {
+                    kinds.push(ObjectKind::Pointer(p.clone()));
+                    kinds.push(ObjectKind::AllKeys(Some(p)));
+                }
+                for kind in kinds {
+                    match render(&spec(kind, encoding), &a) {
+                        Ok(files) => {
+                            for (path, _) in files {
+                                prop_assert!(crate::plan::validate_file_name(&path).is_ok(), "{}", path);
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            prop_assert!(msg.len() < 2048, "{}", msg);
+                        }
+                    }
+                }
+            }
+
             /// A pointer built from the keys of a nested map finds exactly the value put
             /// there; any other pointer is an error that shows no value.
             #[test]

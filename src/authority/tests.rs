@@ -173,3 +173,77 @@ fn what_is_not_http2_passes_through_unchanged() {
         assert_eq!(out, input);
     }
 }
+
+/// Arbitrary bytes from a client, whole or split at every point: the same output, never a
+/// panic; and with nothing rewritten, the bytes pass unchanged.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn through(chunks: &[&[u8]]) -> (Vec<u8>, u64) {
+        let mut r = FrameRewriter::new(Box::new(server_fix));
+        let mut out = BytesMut::new();
+        for c in chunks {
+            r.push(c, &mut out);
+        }
+        r.flush_held(&mut out);
+        (out.to_vec(), r.rewritten)
+    }
+
+    /// A client byte stream: the preface (or not), then frames of any kind, some of them
+    /// header blocks carrying an authority of any shape, some cut or garbled.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let authority = prop_oneof![
+            Just(PATH.to_vec()),
+            Just(b"localhost".to_vec()),
+            Just(b"%2Fvar%2Frun%2Fvault.sock".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ];
+        let frame_ = prop_oneof![
+            authority.prop_map(|a| frame(HEADERS, END_HEADERS, 1, &block_with(&a))),
+            (
+                any::<u8>(),
+                any::<u8>(),
+                0u32..5,
+                prop::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(k, f, s, p)| frame(k % 12, f, s, &p)),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        (any::<bool>(), prop::collection::vec(frame_, 0..6)).prop_map(|(preface, frames)| {
+            let mut out = if preface {
+                PREFACE.to_vec()
+            } else {
+                Vec::new()
+            };
+            out.extend_from_slice(&settings());
+            for f in frames {
+                out.extend_from_slice(&f);
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_never_changes_the_output(input in stream()) {
+            let (whole, rewritten) = through(&[&input]);
+            if rewritten == 0 {
+                prop_assert_eq!(&whole, &input);
+            }
+            for cut in 0..=input.len() {
+                let (a, b) = input.split_at(cut);
+                let (split, _) = through(&[a, b]);
+                prop_assert_eq!(&split, &whole, "cut at {}", cut);
+            }
+        }
+
+        #[test]
+        fn any_bytes_pass_without_panic(input in prop::collection::vec(any::<u8>(), 0..512)) {
+            let (whole, _) = through(&[&input]);
+            let one_by_one: Vec<&[u8]> = input.chunks(1).collect();
+            let (bytes, _) = through(&one_by_one);
+            prop_assert_eq!(bytes, whole);
+        }
+    }
+}

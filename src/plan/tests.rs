@@ -520,3 +520,91 @@ fn openbao_role_name_spellings_and_their_precedence() {
     );
     assert_eq!(with(&[]).unwrap_err(), PlanError::MissingRole);
 }
+
+/// Whatever a class or a pod's attributes say, parsing ends in a plan or an error that
+/// names what to change, never a panic; and a plan's files never sit inside one another.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn field() -> impl Strategy<Value = String> {
+        let name = prop_oneof![
+            Just("a".to_string()),
+            Just("a/b".to_string()),
+            Just("../x".to_string()),
+            Just("".to_string()),
+            "[a-z./]{1,8}",
+        ];
+        let value = prop_oneof![
+            Just("x".to_string()),
+            Just("secret/data/a".to_string()),
+            Just("/db/0".to_string()),
+            Just("true".to_string()),
+            Just("0644".to_string()),
+            Just("'{{ secret.k }}'".to_string()),
+            Just("'{% for %}'".to_string()),
+            Just("{a: [1, {b: c}]}".to_string()),
+            "[ -~]{0,12}".prop_map(|s| format!("{s:?}")),
+        ];
+        let key = prop_oneof![
+            Just("objectName"),
+            Just("secretPath"),
+            Just("secretKey"),
+            Just("selector"),
+            Just("allKeys"),
+            Just("template"),
+            Just("encoding"),
+            Just("method"),
+            Just("secretArgs"),
+            Just("filePermission"),
+        ];
+        (key, name, value).prop_map(|(k, n, v)| {
+            if k == "objectName" {
+                format!("{k}: {n:?}")
+            } else {
+                format!("{k}: {v}")
+            }
+        })
+    }
+
+    fn objects() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(prop::collection::vec(field(), 1..6), 0..6).prop_map(|objs| {
+                objs.iter()
+                    .map(|fields| format!("- {{{}}}\n", fields.join(", ")))
+                    .collect::<String>()
+            }),
+            "[ -~\n]{0,200}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn objects_parse_or_say_why(text in objects()) {
+            match plan(&text) {
+                Ok(p) => {
+                    let names: std::collections::HashSet<&str> =
+                        p.objects.iter().map(|o| o.name.as_str()).collect();
+                    for o in &p.objects {
+                        prop_assert!(validate_file_name(&o.name).is_ok());
+                        let mut prefix = o.name.as_str();
+                        while let Some((parent, _)) = prefix.rsplit_once('/') {
+                            prop_assert!(!names.contains(parent), "{} inside {}", o.name, parent);
+                            prefix = parent;
+                        }
+                        if let Some(r) = o.read {
+                            prop_assert!(r < p.reads.len());
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn any_attributes_parse_or_say_why(text in "[ -~]{0,200}") {
+            let _ = parse_text(&text, "{}", "420", DEFAULT_AUDIENCE);
+            let _ = parse_text("{}", &text, &text, DEFAULT_AUDIENCE);
+        }
+    }
+}

@@ -261,8 +261,6 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
-
         /// Any answer becomes a context whose `secret` round-trips through tojson to the
         /// same JSON, and whose every key is reachable by name.
         #[test]
