@@ -15,6 +15,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::var(var).unwrap_or_default()
         );
     }
+    // The commit in build information (metrics, -version): from the environment (an image
+    // build without .git passes it), else git, else "unknown".
+    println!("cargo:rerun-if-env-changed=VCSP_GIT_COMMIT");
+    let commit = std::env::var("VCSP_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "--short=12", "HEAD"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=VCSP_GIT_COMMIT={commit}");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -132,6 +132,7 @@ impl TokenCache {
             ..Default::default()
         }));
         slots.insert(id.clone(), slot.clone());
+        crate::metrics::get().identities.set(slots.len() as i64);
         slot
     }
 

@@ -51,6 +51,9 @@ pub struct KeySource {
 impl KeySource {
     /// A fixed key (from a file, or for tests).
     pub fn fixed(key: VersionKey) -> Self {
+        crate::metrics::get()
+            .version_key_loaded
+            .set(i64::from(key.is_set()));
         KeySource {
             state: Mutex::new(State::Loaded(key)),
             kube: None,
@@ -96,6 +99,7 @@ impl KeySource {
         match outcome {
             Ok(key) => {
                 tracing::info!(secret = %self.secret_name, "object-version key loaded");
+                crate::metrics::get().version_key_loaded.set(1);
                 *state = State::Loaded(key.clone());
                 key
             }

@@ -30,6 +30,8 @@ pub mod health;
 pub mod identity;
 pub mod keys;
 pub mod kube;
+pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod provider;
 pub mod render;

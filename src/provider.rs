@@ -267,12 +267,17 @@ impl Provider {
             })?;
         crate::identity::touch(&mut s);
         let now = Instant::now();
+        let metrics = crate::metrics::get();
         if let Some(h) = s.held.clone() {
             if h.fresh(now) {
+                metrics.token_cache_hits.inc();
                 return Ok((h, false));
             }
+            metrics.token_cache_misses.inc();
             if h.renewable_now(now) {
-                match client.renew_self(&h.token, deadline).await {
+                let renewal = client.renew_self(&h.token, deadline).await;
+                crate::metrics::Metrics::result(&metrics.renewals, renewal.is_ok());
+                match renewal {
                     Ok(renewed) => {
                         let held = s.store(&renewed, false);
                         if s.held.is_some() {
@@ -288,16 +293,19 @@ impl Provider {
                     }
                 }
             }
+        } else {
+            metrics.token_cache_misses.inc();
         }
         let sa_token = self.service_account_token(plan, deadline).await?;
-        let token = client
+        let login = client
             .login(&identity.auth_mount, &plan.role, &sa_token, deadline)
-            .await
-            .map_err(|source| MountError::Login {
-                role: plan.role.clone(),
-                mount: identity.auth_mount.clone(),
-                source,
-            })?;
+            .await;
+        crate::metrics::Metrics::result(&metrics.logins, login.is_ok());
+        let token = login.map_err(|source| MountError::Login {
+            role: plan.role.clone(),
+            mount: identity.auth_mount.clone(),
+            source,
+        })?;
         Ok((s.store(&token, true), true))
     }
 

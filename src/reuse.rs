@@ -81,7 +81,10 @@ impl Flights {
                 Some(Err(_)) => false,
             });
             match usable {
-                Some((cell, _)) => cell.clone(),
+                Some((cell, _)) => {
+                    crate::metrics::get().coalesced_reads.inc();
+                    cell.clone()
+                }
                 None => {
                     if map.len() > 4096 {
                         map.retain(|_, (c, created)| {
@@ -165,6 +168,7 @@ impl Leases {
             .get_mut(key)
             .filter(|e| e.epoch == epoch && Instant::now() < e.reuse_until)?;
         e.used = self.tick();
+        crate::metrics::get().leases_reused.inc();
         Some(e.answer.clone())
     }
 
@@ -218,7 +222,7 @@ impl Leases {
                 None => break,
             }
         }
-        map.insert(
+        let before = map.insert(
             key,
             LeaseEntry {
                 answer: answer.clone(),
@@ -227,6 +231,11 @@ impl Leases {
                 used: self.tick(),
             },
         );
+        let metrics = crate::metrics::get();
+        if before.is_some() {
+            metrics.leases_replaced.inc();
+        }
+        metrics.lease_store_entries.set(map.len() as i64);
     }
 
     pub fn len(&self) -> usize {

@@ -12,7 +12,6 @@ use hyper_util::service::TowerToHyperService;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -40,7 +39,8 @@ pub enum SocketError {
 /// The socket file we created, removed on exit if it is still ours.
 pub struct SocketFile {
     pub path: PathBuf,
-    inode: (u64, u64),
+    /// Device and inode of the socket we bound.
+    pub inode: (u64, u64),
 }
 
 impl SocketFile {
@@ -126,9 +126,9 @@ pub async fn run(
         }
     }
 
-    let ready = Arc::new(AtomicBool::new(true));
+    let health = Arc::new(crate::health::Health::default());
     if let Some(addr) = settings.health_addr {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
+        let listener = match bind_health(addr).await {
             Ok(l) => l,
             Err(e) => {
                 bound.iter().for_each(|(f, _)| f.remove());
@@ -136,7 +136,7 @@ pub async fn run(
             }
         };
         tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoint listening");
-        tokio::spawn(crate::health::serve(listener, ready.clone()));
+        tokio::spawn(crate::health::serve(listener, health.clone()));
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -152,12 +152,13 @@ pub async fn run(
         .max_decoding_message_size(4 * 1024 * 1024)
         .max_encoding_message_size(usize::MAX);
         tracing::info!(socket = %file.path.display(), default_audience = audience, "serving provider API");
-        tokio::spawn(accept_loop(
-            listener,
-            service,
-            tracker.clone(),
-            stop_rx.clone(),
-        ));
+        health.serving(file.path.clone(), file.inode);
+        let health = health.clone();
+        let (tracker, stop) = (tracker.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            accept_loop(listener, service, tracker, stop).await;
+            health.stopped_serving();
+        });
         files.push(file);
     }
     // Load the object-version key now, not at the first Mount.
@@ -166,7 +167,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new connections, draining in-flight mounts");
-    ready.store(false, Ordering::SeqCst);
+    health.drain();
     let _ = stop_tx.send(true);
     files.iter().for_each(SocketFile::remove);
     tracker.close();
@@ -229,6 +230,18 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Listens for the health endpoint. `:port` (all addresses) is `[::]:port`, which also
+/// takes IPv4 on a dual-stack host; where IPv6 is off, `0.0.0.0:port`.
+async fn bind_health(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
+            tokio::net::TcpListener::bind(v4).await.map_err(|_| e)
+        }
+        other => other,
     }
 }
 

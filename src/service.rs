@@ -97,11 +97,13 @@ impl CsiDriverProvider for Service {
         let deadline = deadline_of(&request, self.default_deadline);
         let request = request.into_inner();
         let started = std::time::Instant::now();
+        let _in_flight = crate::metrics::InFlight::start();
         // Parsed once, here, so that every outcome is logged with the pod's name.
         let attributes = match Attributes::parse(&request.attributes) {
             Ok(a) => a,
             Err(e) => {
                 let status = MountError::from(e).to_status();
+                crate::metrics::get().mount_done(status.code(), started.elapsed());
                 tracing::warn!(code = ?status.code(), error = %status.message(), "mount failed");
                 return Err(status);
             }
@@ -136,11 +138,13 @@ impl CsiDriverProvider for Service {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(response) => {
+                crate::metrics::get().mount_done(tonic::Code::Ok, started.elapsed());
                 tracing::info!(files = response.files.len(), elapsed_ms, "mounted");
                 Ok(Response::new(response))
             }
             Err(e) => {
                 let status = e.to_status();
+                crate::metrics::get().mount_done(status.code(), started.elapsed());
                 tracing::warn!(code = ?status.code(), elapsed_ms, error = %status.message(), "mount failed");
                 Err(status)
             }

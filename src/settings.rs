@@ -39,6 +39,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stderr,
+    Stdout,
+}
+
 /// Everything the server needs, typed.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -47,6 +54,7 @@ pub struct Settings {
     pub health_addr: Option<SocketAddr>,
     pub log_level: tracing::level_filters::LevelFilter,
     pub log_format: LogFormat,
+    pub log_stream: LogStream,
     pub hmac_secret_name: String,
     pub hmac_key_file: Option<PathBuf>,
     pub cache_size: i64,
@@ -116,7 +124,13 @@ pub const SERVER_FLAGS: &[Flag] = &[
         "log-format",
         Kind::Value,
         "text",
-        "log format on stderr: text or json",
+        "log format: text or json (one flat object a line, with severity)",
+    ),
+    f(
+        "log-stream",
+        Kind::Value,
+        "stderr",
+        "where log lines go: stderr or stdout",
     ),
     f(
         "debug",
@@ -342,10 +356,10 @@ fn parse_log_level(value: &str) -> Option<tracing::level_filters::LevelFilter> {
     })
 }
 
-/// `:8080` means every interface, as in Go.
+/// `:8080` means every address, IPv6 and IPv4, as in Go.
 fn parse_listen_addr(value: &str) -> Option<SocketAddr> {
     let full = if value.starts_with(':') {
-        format!("0.0.0.0{value}")
+        format!("[::]{value}")
     } else {
         value.to_string()
     };
@@ -421,6 +435,11 @@ impl Settings {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => return Err(invalid("-log-format", other, "use text or json")),
+        };
+        let log_stream = match value("log-stream").as_str() {
+            "stderr" => LogStream::Stderr,
+            "stdout" => LogStream::Stdout,
+            other => return Err(invalid("-log-stream", other, "use stderr or stdout")),
         };
 
         let cache_text = value("cache-size");
@@ -526,6 +545,7 @@ impl Settings {
             health_addr,
             log_level,
             log_format,
+            log_stream,
             hmac_secret_name: value("hmac-secret-name"),
             hmac_key_file: nonempty(flags, "hmac-key-file").map(PathBuf::from),
             cache_size,
@@ -621,7 +641,7 @@ mod tests {
     fn defaults_match_the_go_provider() {
         let s = settings(&[], &[]).unwrap();
         assert_eq!(s.endpoints, vec![PathBuf::from("/tmp/vault.sock")]);
-        assert_eq!(s.health_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(s.health_addr, Some("[::]:8080".parse().unwrap()));
         assert_eq!(s.vault.address, "https://127.0.0.1:8200");
         assert_eq!(s.vault.auth_mount, "kubernetes");
         assert_eq!(s.vault.timeout, Duration::from_secs(60));

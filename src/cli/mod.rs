@@ -4,7 +4,7 @@
 pub mod mount;
 
 use crate::flags::{self, FlagError};
-use crate::settings::{self, LogFormat, SERVER_FLAGS, Settings};
+use crate::settings::{self, SERVER_FLAGS, Settings};
 
 const PROGRAM: &str = "vault-csi-provider";
 
@@ -32,7 +32,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return 2;
         }
     };
-    init_logging(settings.log_level, settings.log_format);
+    crate::logs::init(settings.log_level, settings.log_format, settings.log_stream);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Room for the deepest template nesting -template-recursion-limit allows.
@@ -106,26 +106,6 @@ fn print_version(output: &str) -> i32 {
         }
     }
     0
-}
-
-/// Logs to stderr. Our own events at `level`; libraries' events at warn at most, so that
-/// no HTTP library's trace output (headers, frames) can carry a token into the log.
-pub(crate) fn init_logging(level: tracing::level_filters::LevelFilter, format: LogFormat) {
-    let library = level.min(tracing::level_filters::LevelFilter::WARN);
-    let filter =
-        tracing_subscriber::EnvFilter::new(format!("{library},vault_csi_provider={level}"));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-    };
 }
 
 async fn shutdown_signal() {

@@ -92,6 +92,7 @@ const SHARED: &[&str] = &[
     "vault-tls-skip-verify",
     "log-level",
     "log-format",
+    "log-stream",
     "hmac-key-file",
     "hmac-secret-name",
     "template-fuel",
@@ -201,7 +202,10 @@ pub fn driver_request(
         .filter(|a| !a.is_empty())
         .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
         .to_string();
-    let expiration = claims.expiration.map(humantime_rfc3339).unwrap_or_default();
+    let expiration = claims
+        .expiration
+        .map(crate::logs::rfc3339)
+        .unwrap_or_default();
     let tokens =
         serde_json::json!({ audience: { "token": token, "expirationTimestamp": expiration } });
     let mut put = |k: &str, v: String| {
@@ -223,28 +227,6 @@ pub fn driver_request(
         permission: "420".into(),
         current_object_version: vec![],
     })
-}
-
-/// Seconds since the epoch as RFC 3339 UTC.
-fn humantime_rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn read_input(path: &str, what: &str) -> Result<String, String> {
@@ -287,7 +269,7 @@ pub fn main(args: &[String]) -> i32 {
     } else {
         tracing::level_filters::LevelFilter::WARN
     };
-    super::init_logging(quiet, settings.log_format);
+    crate::logs::init(quiet, settings.log_format, settings.log_stream);
 
     let request = match (|| {
         let class = read_input(class_path, "class file")?;
@@ -437,12 +419,6 @@ fn write_or_list(response: &MountResponse, out: Option<&str>, show: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(humantime_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(humantime_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn builds_the_driver_request() {

@@ -30,6 +30,8 @@ pub(super) struct NodeClient {
 /// A request to make, independent of the node it goes to.
 pub(super) struct Call<'a> {
     pub what: &'a str,
+    /// `login`, `read` or `renew`, for metrics.
+    pub operation: &'static str,
     pub method: reqwest::Method,
     /// API path without a leading `/`, e.g. `v1/secret/data/app`.
     pub path: &'a str,
@@ -84,6 +86,7 @@ impl VaultClient {
         let path = format!("v1/auth/{mount}/login");
         let call = Call {
             what: &what,
+            operation: "login",
             method: reqwest::Method::POST,
             path: &path,
             query: &[],
@@ -104,6 +107,7 @@ impl VaultClient {
         let what = "renewal of the Vault token";
         let call = Call {
             what,
+            operation: "renew",
             method: reqwest::Method::POST,
             path: "v1/auth/token/renew-self",
             query: &[],
@@ -125,6 +129,7 @@ impl VaultClient {
         let what = format!("{} {}", spec.method.as_str(), spec.display());
         let call = Call {
             what: &what,
+            operation: "read",
             method: match spec.method {
                 crate::plan::Method::Get => reqwest::Method::GET,
                 crate::plan::Method::Put => reqwest::Method::PUT,

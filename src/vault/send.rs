@@ -100,12 +100,16 @@ impl VaultClient {
                     }
                     Outcome::Final(e) => return Err(e),
                     Outcome::RateLimited(e, after) => {
+                        crate::metrics::get().vault_rate_limited.inc();
                         rate_limited = Some((e, after));
                         break;
                     }
                     Outcome::Failed(e) => {
                         if several {
                             self.cluster.bad(i, Instant::now());
+                            if k + 1 < order.len() {
+                                crate::metrics::get().vault_failovers.inc();
+                            }
                             tracing::debug!(node = %self.nodes[i].address, error = %e, "Vault node failed; trying the next");
                         }
                         last[i] = Some(e);
@@ -152,6 +156,7 @@ impl VaultClient {
             if Instant::now() + backoff >= deadline {
                 return Err(err);
             }
+            crate::metrics::get().vault_retries.inc();
             tracing::debug!(attempt, error = %err, "retrying Vault request");
             tokio::time::sleep(backoff).await;
         }
@@ -199,6 +204,7 @@ impl VaultClient {
             Ok(r) => r,
             Err(e) => return Outcome::Final(e),
         };
+        let started = Instant::now();
         let outcome = tokio::time::timeout(per_try, async {
             let resp = request.send().await?;
             let status = resp.status();
@@ -207,6 +213,11 @@ impl VaultClient {
             Ok::<_, BodyError>((status, after, body))
         })
         .await;
+        let answered = match &outcome {
+            Ok(Ok((status, _, _))) => Some(status.as_u16()),
+            _ => None,
+        };
+        crate::metrics::get().vault_request(call.operation, answered, started.elapsed());
         match outcome {
             Err(_) if per_try >= remaining => Outcome::Final(VaultError::Deadline {
                 what: call.what.to_string(),
