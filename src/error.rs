@@ -15,9 +15,12 @@ pub enum MountError {
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error(
-        "no service-account token for audience {audience:?} was passed by the driver {reason}: list the audience under tokenRequests in the CSIDriver object, or set audience in the SecretProviderClass to one that is listed"
+        "no service-account token for audience {} was passed by the driver {reason}: list the audience under tokenRequests in the CSIDriver object, or set audience in the SecretProviderClass to one that is listed",
+        quote(.audience)
     )]
     NoToken { audience: String, reason: String },
+    #[error("{0}")]
+    Policy(#[from] crate::policy::Refused),
     #[error("cannot get a service-account token for the pod: {0}")]
     TokenRequest(crate::kube::KubeError),
     #[error("{0}")]
@@ -35,13 +38,13 @@ pub enum MountError {
         #[source]
         source: VaultError,
     },
-    #[error("object {object:?}: {source}")]
+    #[error("object {}: {source}", quote(.object))]
     Render {
         object: String,
         #[source]
         source: RenderError,
     },
-    #[error("object {object:?}: {source}")]
+    #[error("object {}: {source}", quote(.object))]
     Template {
         object: String,
         #[source]
@@ -58,6 +61,9 @@ pub enum MountError {
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
+
+/// Longest status message, in bytes.
+pub const MAX_MESSAGE: usize = 1024;
 
 /// At most `max` bytes of `text`, cut on a character boundary, with `...` when cut.
 pub fn cap(text: &str, max: usize) -> String {
@@ -85,7 +91,10 @@ pub fn quote(text: &str) -> String {
 }
 
 fn names(objects: &[String]) -> String {
-    let quoted: Vec<String> = objects.iter().map(|o| format!("{o:?}")).collect();
+    let mut quoted: Vec<String> = objects.iter().take(5).map(|o| quote(o)).collect();
+    if objects.len() > 5 {
+        quoted.push(format!("and {} more", objects.len() - 5));
+    }
     let noun = if objects.len() == 1 {
         "object"
     } else {
@@ -99,10 +108,13 @@ fn login_hint(e: &VaultError, role: &str, mount: &str) -> String {
         VaultError::Status {
             status: 400 | 403, ..
         } => format!(
-            " (check that role {role:?} exists on auth mount {mount:?} and binds this pod's service account, namespace and token audience)"
+            " (check that role {} exists on auth mount {} and binds this pod's service account, namespace and token audience)",
+            quote(role),
+            quote(mount)
         ),
         VaultError::Status { status: 404, .. } => format!(
-            " (is an auth method enabled at {mount:?}? set vaultAuthMountPath or -vault-mount)"
+            " (is an auth method enabled at {}? set vaultAuthMountPath or -vault-mount)",
+            quote(mount)
         ),
         _ => String::new(),
     }
@@ -137,6 +149,7 @@ impl MountError {
     pub fn code(&self) -> Code {
         match self {
             MountError::Plan(_) => Code::InvalidArgument,
+            MountError::Policy(_) => Code::PermissionDenied,
             MountError::NoToken { .. } => Code::FailedPrecondition,
             MountError::TokenRequest(e) if e.is_transient() => Code::Unavailable,
             MountError::TokenRequest(e) => match e.status() {
@@ -169,8 +182,14 @@ impl MountError {
         }
     }
 
+    /// The status the driver shows in the pod's events: the code and a message of at most
+    /// [`MAX_MESSAGE`] bytes (the driver's gRPC metadata is far smaller than what a tenant
+    /// can send, and a message the client drops tells the user nothing).
     pub fn to_status(&self) -> Status {
-        Status::new(self.code(), format!("vault-csi-provider: {self}"))
+        Status::new(
+            self.code(),
+            cap(&format!("vault-csi-provider: {self}"), MAX_MESSAGE),
+        )
     }
 }
 

@@ -33,6 +33,7 @@ pub mod kube;
 pub mod logs;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 pub mod provider;
 pub mod render;
 pub mod response;

@@ -265,16 +265,45 @@ pub enum PlanError {
     TooManyObjects(usize),
     #[error("object {index}: {reason}")]
     BadObject { index: usize, reason: String },
-    #[error("object {name:?}: {reason}")]
+    #[error("object {}: {reason}", crate::error::quote(.name))]
     BadNamedObject { name: String, reason: String },
     #[error(
-        "objectName {0:?} is used by more than one object: each object needs its own file name"
+        "objectName {} is used by more than one object: each object needs its own file name",
+        crate::error::quote(.0)
     )]
     DuplicateName(String),
     #[error(
-        "objectName {file:?} is a file but {nested:?} needs it to be a directory: rename one of them"
+        "objectName {} is a file but {} needs it to be a directory: rename one of them",
+        crate::error::quote(.file),
+        crate::error::quote(.nested)
     )]
     FileDirConflict { file: String, nested: String },
+}
+
+/// Longest name-like parameter (role, audience, namespace, auth mount, TLS server name).
+pub const MAX_NAME: usize = 512;
+/// Longest file path parameter.
+pub const MAX_PATH: usize = 4096;
+/// Longest `vaultAddress` (a list of up to ten nodes).
+pub const MAX_ADDRESS: usize = 8192;
+/// Longest service-account tokens field.
+pub const MAX_TOKENS: usize = 64 * 1024;
+
+/// `value` of parameter `key` if it is at most `max` bytes with no control characters.
+fn bounded<'a>(key: &str, value: &'a str, max: usize) -> Result<&'a str, PlanError> {
+    if value.len() > max {
+        return Err(bad_param(
+            key,
+            format!("it is {} bytes, more than the {max} allowed", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad_param(
+            key,
+            format!("{} contains control characters", crate::error::quote(value)),
+        ));
+    }
+    Ok(value)
 }
 
 fn bad_param(key: &str, reason: impl Into<String>) -> PlanError {
@@ -330,7 +359,7 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
             Value::String(s) => Ok((k, s)),
             _ => Err(PlanError::Malformed {
                 field,
-                reason: format!("value of key {k:?} is not a string"),
+                reason: format!("value of key {} is not a string", crate::error::quote(&k)),
             }),
         })
         .collect()
@@ -389,16 +418,16 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     };
 
     // The OpenBao fork's spellings first (bao > openbao > vault), then the plain key.
-    let role = [
+    let (role_key, role) = [
         "baoRoleName",
         "openbaoRoleName",
         "vaultRoleName",
         "roleName",
     ]
     .iter()
-    .find_map(|k| params.get(k))
-    .ok_or(PlanError::MissingRole)?
-    .to_string();
+    .find_map(|k| params.get(k).map(|v| (*k, v)))
+    .ok_or(PlanError::MissingRole)?;
+    let role = bounded(role_key, role, MAX_NAME)?.to_string();
 
     let auth_mount = match (
         params.vault_key("AuthMountPath"),
@@ -411,7 +440,7 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
             });
         }
         (Some((key, v)), None) | (None, Some((key, v))) => {
-            let mount = v.trim_matches('/');
+            let mount = bounded(&key, v, MAX_NAME)?.trim_matches('/');
             if mount.is_empty() {
                 None
             } else {
@@ -424,7 +453,10 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
 
     let connection = parse_connection(&params)?;
 
-    let explicit_audience = params.get("audience").map(str::to_string);
+    let explicit_audience = params
+        .get("audience")
+        .map(|a| bounded("audience", a, MAX_NAME).map(str::to_string))
+        .transpose()?;
     let audience = explicit_audience
         .clone()
         .unwrap_or_else(|| raw.default_audience.to_string());
@@ -432,6 +464,15 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
         .get(TOKENS_KEY)
         .or_else(|| params.map.get(TOKENS_KEY))
     {
+        Some(text) if text.len() > MAX_TOKENS => {
+            return Err(PlanError::Malformed {
+                field: "serviceAccount.tokens",
+                reason: format!(
+                    "it is {} bytes, more than the {MAX_TOKENS} allowed",
+                    text.len()
+                ),
+            });
+        }
         Some(text) if !text.is_empty() => find_token(text, &audience)?,
         _ => None,
     };
@@ -463,7 +504,10 @@ fn parse_permission(text: &str) -> Result<u32, PlanError> {
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| PlanError::Malformed {
             field: "permission",
-            reason: format!("{text:?} is not a file mode from 0 to 511"),
+            reason: format!(
+                "{} is not a file mode from 0 to 511",
+                crate::error::quote(text)
+            ),
         })
 }
 
@@ -472,7 +516,10 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
         if segment.is_empty() || segment == "." || segment == ".." {
             return Err(bad_param(
                 key,
-                format!("{mount:?} is not a mount path: use a name such as kubernetes or jwt"),
+                format!(
+                    "{} is not a mount path: use a name such as kubernetes or jwt",
+                    crate::error::quote(mount)
+                ),
             ));
         }
         if segment
@@ -481,7 +528,10 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
         {
             return Err(bad_param(
                 key,
-                format!("{mount:?} contains characters a mount path cannot have"),
+                format!(
+                    "{} contains characters a mount path cannot have",
+                    crate::error::quote(mount)
+                ),
             ));
         }
     }
@@ -489,15 +539,32 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
 }
 
 fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanError> {
-    let path = |suffix: &str| params.vault(suffix).map(|(_, v)| PathBuf::from(v));
+    let path = |suffix: &str| -> Result<Option<PathBuf>, PlanError> {
+        params
+            .vault(suffix)
+            .map(|(key, v)| bounded(&key, v, MAX_PATH).map(PathBuf::from))
+            .transpose()
+    };
+    let name = |suffix: &str| -> Result<Option<String>, PlanError> {
+        params
+            .vault(suffix)
+            .map(|(key, v)| bounded(&key, v, MAX_NAME).map(str::to_string))
+            .transpose()
+    };
     let skip_verify = match params.vault("SkipTLSVerify") {
         Some((key, v)) => Some(crate::flags::parse_go_bool(v).ok_or_else(|| {
-            bad_param(&key, format!("{v:?} is not a boolean: use true or false"))
+            bad_param(
+                &key,
+                format!(
+                    "{} is not a boolean: use true or false",
+                    crate::error::quote(v)
+                ),
+            )
         })?),
         None => None,
     };
-    let client_cert = path("TLSClientCertPath");
-    let client_key = path("TLSClientKeyPath");
+    let client_cert = path("TLSClientCertPath")?;
+    let client_key = path("TLSClientKeyPath")?;
     if client_cert.is_some() != client_key.is_some() {
         let (have, missing) = if client_cert.is_some() {
             ("vaultTLSClientCertPath", "vaultTLSClientKeyPath")
@@ -511,6 +578,7 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
     }
     let address = match params.vault("Address") {
         Some((key, v)) => {
+            bounded(&key, v, MAX_ADDRESS)?;
             validate_address(v).map_err(|reason| bad_param(&key, reason))?;
             Some(v.to_string())
         }
@@ -518,13 +586,11 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
     };
     Ok(ConnectionOverrides {
         address,
-        namespace: params
-            .vault("Namespace")
-            .map(|(_, v)| v.trim_matches('/').to_string()),
+        namespace: name("Namespace")?.map(|v| v.trim_matches('/').to_string()),
         skip_verify,
-        ca_cert: path("CACertPath"),
-        ca_directory: path("CADirectory"),
-        server_name: params.vault("TLSServerName").map(|(_, v)| v.to_string()),
+        ca_cert: path("CACertPath")?,
+        ca_directory: path("CADirectory")?,
+        server_name: name("TLSServerName")?,
         client_cert,
         client_key,
     })

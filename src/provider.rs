@@ -32,6 +32,7 @@ pub struct Provider {
     leases: Leases,
     max_response_bytes: usize,
     template_limits: template::Limits,
+    policy: crate::policy::TenantPolicy,
 }
 
 /// The parts a [`Provider`] is made of.
@@ -52,6 +53,8 @@ pub struct ProviderParts {
     pub template_limits: template::Limits,
     /// Leases and certificates kept for rotation polls at most (`-lease-store-size`).
     pub lease_store_size: usize,
+    /// What tenants' classes may ask for (`-allowed-*`, `-allow-class-*`).
+    pub policy: crate::policy::TenantPolicy,
 }
 
 impl Provider {
@@ -90,6 +93,7 @@ impl Provider {
             read_share_window: settings.read_share_window,
             template_limits: settings.template_limits,
             lease_store_size: settings.lease_store_size,
+            policy: settings.tenant_policy.clone(),
         }))
     }
 
@@ -105,6 +109,7 @@ impl Provider {
             leases: Leases::new(parts.lease_store_size),
             max_response_bytes: parts.max_response_bytes,
             template_limits: parts.template_limits,
+            policy: parts.policy,
         }
     }
 
@@ -135,6 +140,7 @@ impl Provider {
             permission: &request.permission,
             default_audience,
         })?;
+        self.policy.check(&plan)?;
         tracing::debug!(
             role = %plan.role,
             objects = plan.objects.len(),

@@ -16,7 +16,7 @@ pub const MAX_ALL_KEYS: usize = 1000;
 pub enum RenderError {
     #[error("the answer has no data to select {what} from")]
     NoData { what: String },
-    #[error("secretKey {key:?} is not in the answer; keys present: {present}")]
+    #[error("secretKey {} is not in the answer; keys present: {present}", quote(.key))]
     KeyMissing { key: String, present: String },
     #[error("selector {pointer} finds nothing: {at} has no member {missing}; it has: {present}")]
     PointerMissing {
@@ -66,14 +66,14 @@ pub fn render(
         ObjectKind::Whole | ObjectKind::Template(_) => one(SecretBytes::new(answer.to_go_json())),
         ObjectKind::Key(key) => {
             let data = answer.selectable().ok_or_else(|| RenderError::NoData {
-                what: format!("secretKey {key:?}"),
+                what: format!("secretKey {}", quote(key)),
             })?;
             let value = data.get(key).ok_or_else(|| RenderError::KeyMissing {
                 key: key.clone(),
                 present: key_list(data.keys()),
             })?;
             one(decode(
-                &format!("secretKey {key:?}"),
+                &format!("secretKey {}", quote(key)),
                 object.encoding,
                 raw(value),
             )?)
@@ -237,7 +237,7 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
 }
 
 fn key_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    let mut names: Vec<String> = keys.take(21).map(|k| format!("{k:?}")).collect();
+    let mut names: Vec<String> = keys.take(21).map(|k| quote(k)).collect();
     if names.is_empty() {
         return "none".into();
     }

@@ -79,6 +79,8 @@ pub struct Settings {
     pub template_limits: crate::template::Limits,
     /// Leases and certificates kept for rotation polls at most.
     pub lease_store_size: usize,
+    /// What tenants' classes may ask for.
+    pub tenant_policy: crate::policy::TenantPolicy,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -269,6 +271,30 @@ pub const SERVER_FLAGS: &[Flag] = &[
         Kind::Value,
         "1000",
         "leases and certificates kept for pods' rotation polls at most; when full, those closest to expiry go first",
+    ),
+    f(
+        "allowed-vault-addrs",
+        Kind::Value,
+        "",
+        "comma-separated Vault addresses a class's vaultAddress may name (empty: any)",
+    ),
+    f(
+        "allowed-tls-dirs",
+        Kind::Value,
+        "",
+        "comma-separated directories a class's TLS files must be in (empty: any)",
+    ),
+    f(
+        "allow-class-audience",
+        Kind::Bool,
+        "true",
+        "whether a class may choose the service-account token audience",
+    ),
+    f(
+        "allow-class-auth-mount",
+        Kind::Bool,
+        "true",
+        "whether a class may choose the Vault auth mount",
     ),
     f(
         "template-fuel",
@@ -537,6 +563,38 @@ impl Settings {
         };
 
         let lease_store_size = number("lease-store-size", 0, 1_000_000)? as usize;
+        let list = |name: &str| -> Option<Vec<String>> {
+            let v: Vec<String> = value(name)
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            (!v.is_empty()).then_some(v)
+        };
+        let allow = |name: &str| -> Result<bool, SettingsError> {
+            let text = value(name);
+            flags::parse_go_bool(&text)
+                .ok_or_else(|| invalid(&format!("-{name}"), &text, "use true or false"))
+        };
+        let tls_dirs = list("allowed-tls-dirs")
+            .map(|dirs| dirs.into_iter().map(PathBuf::from).collect::<Vec<_>>());
+        if let Some(d) = tls_dirs
+            .as_ref()
+            .and_then(|d| d.iter().find(|d| !d.is_absolute()))
+        {
+            return Err(invalid(
+                "-allowed-tls-dirs",
+                &d.to_string_lossy(),
+                "use absolute directories",
+            ));
+        }
+        let tenant_policy = crate::policy::TenantPolicy {
+            vault_addrs: list("allowed-vault-addrs"),
+            tls_dirs,
+            class_audience: allow("allow-class-audience")?,
+            class_auth_mount: allow("allow-class-auth-mount")?,
+        };
 
         let vault = VaultSettings::from_sources(flags, env)?;
 
@@ -560,6 +618,7 @@ impl Settings {
             read_share_window,
             template_limits,
             lease_store_size,
+            tenant_policy,
         })
     }
 }

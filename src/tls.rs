@@ -97,7 +97,10 @@ pub fn build(
         match server_name {
             Some(name) => {
                 let name = ServerName::try_from(name.to_string()).map_err(|_| {
-                    format!("TLS server name {name:?} is not a DNS name or IP address")
+                    format!(
+                        "TLS server name {} is not a DNS name or IP address",
+                        crate::error::quote(name)
+                    )
                 })?;
                 Arc::new(NameOverride {
                     inner: webpki,

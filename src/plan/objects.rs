@@ -282,8 +282,8 @@ fn check_tree(objects: &[ObjectSpec]) -> Result<(), PlanError> {
                     ObjectKind::AllKeys(_) => PlanError::BadNamedObject {
                         name: o.name.clone(),
                         reason: format!(
-                            "it would be written inside {:?}, the directory of an allKeys object: rename one of them",
-                            owner.name
+                            "it would be written inside {}, the directory of an allKeys object: rename one of them",
+                            quote(&owner.name)
                         ),
                     },
                     _ => PlanError::FileDirConflict {
@@ -340,6 +340,29 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `%XX` sequences decoded (invalid ones kept as they are), lossily as UTF-8.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            let hex = &segment[i + 1..i + 3];
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `/v1/x`, `v1/x`, `/x` and `x` all mean `/v1/x`; text after the first `?` is the query.
 pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>), String> {
     let (path, query) = match raw.split_once('?') {
@@ -364,6 +387,19 @@ pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>
         ));
     }
     for segment in trimmed.split('/') {
+        // A percent-encoded dot or slash is one to Vault's router: judge the decoded form.
+        let decoded = percent_decode(segment);
+        if decoded != segment
+            && (decoded == "."
+                || decoded == ".."
+                || decoded.contains(['/', '\\'])
+                || decoded.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "secretPath {} has a percent-encoded ., .., / or control character: write the path plainly",
+                quote(raw)
+            ));
+        }
         match segment {
             "" => {
                 return Err(format!(

@@ -608,3 +608,34 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn encoded_dots_control_characters_and_sizes_are_refused_before_vault() {
+    for path in [
+        "secret/%2e%2e/%2e%2e/sys/mounts",
+        "secret/%2E./x",
+        "secret/a%2fb",
+        "secret/%00",
+    ] {
+        let e = plan(&format!("- {{objectName: a, secretPath: {path:?}}}")).unwrap_err();
+        assert!(e.to_string().contains("percent-encoded"), "{path}: {e}");
+    }
+    assert!(plan("- {objectName: a, secretPath: \"secret/data/a%20b\"}").is_ok());
+    let with = |k: &str, v: &str| {
+        let mut m = attrs(ONE);
+        m.insert(k.into(), Value::String(v.into()));
+        plan_with(m, "{}")
+    };
+    let e = with("vaultNamespace", "team\r\nX-Evil: 1").unwrap_err();
+    assert!(
+        matches!(&e, PlanError::BadParameter { key, .. } if key == "vaultNamespace"),
+        "{e}"
+    );
+    let e = with("roleName", &"r".repeat(1024 * 1024)).unwrap_err();
+    assert!(e.to_string().len() < 300, "short: {e}");
+    assert!(matches!(&e, PlanError::BadParameter { key, .. } if key == "roleName"));
+    let e = with("vaultCACertPath", &"/a".repeat(5000)).unwrap_err();
+    assert!(matches!(&e, PlanError::BadParameter { key, .. } if key == "vaultCACertPath"));
+    let e = plan(&"x".repeat(MAX_OBJECTS_TEXT + 1)).unwrap_err();
+    assert!(matches!(e, PlanError::ObjectsSyntax(_)));
+}
