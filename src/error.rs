@@ -148,6 +148,7 @@ fn vault_code(e: &VaultError) -> Code {
 impl MountError {
     pub fn code(&self) -> Code {
         match self {
+            MountError::Plan(PlanError::TokenMismatch { .. }) => Code::PermissionDenied,
             MountError::Plan(_) => Code::InvalidArgument,
             MountError::Policy(_) => Code::PermissionDenied,
             MountError::NoToken { .. } => Code::FailedPrecondition,

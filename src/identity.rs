@@ -23,6 +23,8 @@ pub struct Identity {
     pub service_account: String,
     /// From the driver's token when it sent one; a recreated account is a new identity.
     pub service_account_uid: String,
+    /// The token audience: a token for one audience never serves a class asking another.
+    pub audience: String,
     pub role: String,
     pub auth_mount: String,
     pub connection: Connection,
@@ -196,6 +198,7 @@ pub(crate) mod tests_support {
             namespace: "ns".into(),
             service_account: sa.into(),
             service_account_uid: String::new(),
+            audience: "vault".into(),
             role: "r".into(),
             auth_mount: "kubernetes".into(),
             connection: Connection {

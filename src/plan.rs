@@ -263,6 +263,13 @@ pub enum PlanError {
     ObjectsSyntax(String),
     #[error("too many objects ({0}): a class may list at most {MAX_OBJECTS}")]
     TooManyObjects(usize),
+    #[error(
+        "the driver's service-account token is for {token_says} but the driver names the pod {pod_says}: refusing to log in for another pod"
+    )]
+    TokenMismatch {
+        token_says: String,
+        pod_says: String,
+    },
     #[error("object {index}: {reason}")]
     BadObject { index: usize, reason: String },
     #[error("object {}: {reason}", crate::error::quote(.name))]
@@ -363,6 +370,39 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
             }),
         })
         .collect()
+}
+
+/// A driver token must be the named pod's own: its namespace, service account and (when
+/// the token is bound to a pod) pod name and uid must match kubelet's attributes. Vault
+/// verifies the token's signature; this stops one pod's token being used for another.
+fn check_token_claims(token: &SecretString, pod: &PodInfo) -> Result<(), PlanError> {
+    let c = token_claims(token.expose());
+    let pairs = [
+        (c.namespace.as_deref(), pod.namespace.as_str()),
+        (c.service_account.as_deref(), pod.service_account.as_str()),
+        (c.pod_name.as_deref(), pod.name.as_str()),
+        (c.pod_uid.as_deref(), pod.uid.as_str()),
+    ];
+    let differs = pairs
+        .iter()
+        .any(|(claim, attr)| matches!(claim, Some(v) if !attr.is_empty() && v != attr));
+    if differs {
+        let q = crate::error::quote;
+        return Err(PlanError::TokenMismatch {
+            token_says: format!(
+                "{}/{}",
+                q(c.namespace.as_deref().unwrap_or("")),
+                q(c.service_account.as_deref().unwrap_or(""))
+            ),
+            pod_says: format!(
+                "{}/{} (service account {})",
+                q(&pod.namespace),
+                q(&pod.name),
+                q(&pod.service_account)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Inputs of the parse stage, as the driver sends them.
@@ -476,6 +516,10 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
         Some(text) if !text.is_empty() => find_token(text, &audience)?,
         _ => None,
     };
+
+    if let Some(t) = &token {
+        check_token_claims(&t.token, &pod)?;
+    }
 
     let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
     let (reads, objects) = objects::parse_objects(objects_text, default_mode)?;

@@ -159,6 +159,7 @@ impl Provider {
                 .as_ref()
                 .and_then(|t| t.service_account_uid.clone())
                 .unwrap_or_default(),
+            audience: plan.audience.clone(),
             role: plan.role.clone(),
             auth_mount: plan
                 .auth_mount
@@ -380,7 +381,12 @@ impl Provider {
             spec: spec.clone(),
         };
         let read = async { client.read(&held.token, spec, deadline).await.map(Arc::new) };
-        let result = self.flights.run(key, read).await;
+        // Writes (PKI issue, ...) are never merged: each pod gets its own answer.
+        let result = if spec.method == crate::plan::Method::Get {
+            self.flights.run(key, read).await
+        } else {
+            read.await
+        };
         if let (Ok(answer), Some(k)) = (&result, lease_key) {
             self.leases.put(k, answer, held.epoch, held.expires_at);
         }

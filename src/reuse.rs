@@ -71,7 +71,10 @@ impl Flights {
     }
 
     /// Runs `read`, or joins an identical one already running (or shared within the window).
+    /// An answer that is one pod's own (a lease, a certificate) is never handed to a pod that
+    /// joined: that pod makes its own read.
     pub async fn run(&self, key: ReadKey, read: impl Future<Output = Outcome>) -> Outcome {
+        let mut joined = false;
         let cell = {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -82,7 +85,7 @@ impl Flights {
             });
             match usable {
                 Some((cell, _)) => {
-                    crate::metrics::get().coalesced_reads.inc();
+                    joined = true;
                     cell.clone()
                 }
                 None => {
@@ -97,7 +100,22 @@ impl Flights {
                 }
             }
         };
-        let out = cell.get_or_init(|| read).await.clone();
+        let mut read = Some(read);
+        let out = cell
+            .get_or_init(|| {
+                joined = false;
+                read.take().expect("read is taken once")
+            })
+            .await
+            .clone();
+        if joined {
+            if matches!(&out, Ok(a) if is_per_pod(a))
+                && let Some(own) = read.take()
+            {
+                return own.await;
+            }
+            crate::metrics::get().coalesced_reads.inc();
+        }
         let keep = self.window > Duration::ZERO && matches!(&out, Ok(a) if !is_per_pod(a));
         if !keep {
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

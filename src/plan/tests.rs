@@ -379,12 +379,12 @@ fn scalars_as_names_and_keys() {
 #[test]
 fn token_claims_give_the_service_account_uid() {
     use base64::Engine;
-    let payload = json!({"kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "web", "uid": "sa-uid-1"}, "pod": {"name": "web-0", "uid": "p-1"}}, "exp": 10});
+    let payload = json!({"kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "web", "uid": "sa-uid-1"}, "pod": {"name": "web-0", "uid": "uid-1"}}, "exp": 10});
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let jwt = format!("{}.{}.sig", b64(&json!({"alg": "RS256"})), b64(&payload));
     let c = token_claims(&jwt);
     assert_eq!(c.service_account_uid.as_deref(), Some("sa-uid-1"));
-    assert_eq!(c.pod_uid.as_deref(), Some("p-1"));
+    assert_eq!(c.pod_uid.as_deref(), Some("uid-1"));
     assert_eq!(c.expiration, Some(10));
     assert_eq!(token_claims("garbage"), TokenClaims::default());
     let mut a = attrs(ONE);
@@ -395,6 +395,22 @@ fn token_claims_give_the_service_account_uid() {
         p.token.unwrap().service_account_uid.as_deref(),
         Some("sa-uid-1")
     );
+    // A token of another pod, namespace or service account is refused.
+    for (field, other) in [
+        ("/kubernetes.io/namespace", "other"),
+        ("/kubernetes.io/serviceaccount/name", "other"),
+        ("/kubernetes.io/pod/name", "other-0"),
+        ("/kubernetes.io/pod/uid", "uid-2"),
+    ] {
+        let mut bad = payload.clone();
+        *bad.pointer_mut(field).unwrap() = json!(other);
+        let jwt = format!("{}.{}.sig", b64(&json!({"alg": "RS256"})), b64(&bad));
+        let mut a = attrs(ONE);
+        let tokens = json!({"vault": {"token": jwt, "expirationTimestamp": ""}}).to_string();
+        a.insert(TOKENS_KEY.into(), json!(tokens));
+        let e = plan_with(a, "{}").unwrap_err();
+        assert!(matches!(e, PlanError::TokenMismatch { .. }), "{field}: {e}");
+    }
 }
 
 #[test]
