@@ -39,6 +39,8 @@ pub struct Held {
     pub reuse_until: Option<Instant>,
     /// The lease ends here.
     pub expires_at: Option<Instant>,
+    /// The lease the token was given (at login or its last renewal).
+    pub lease: Duration,
     /// Changes with every new login for this identity; answers read with an older token
     /// are not reused.
     pub epoch: u64,
@@ -60,6 +62,7 @@ impl Held {
             renewable: token.renewable,
             reuse_until,
             expires_at,
+            lease,
             epoch,
         }
     }
@@ -126,8 +129,9 @@ impl TokenCache {
         if let Some(s) = slots.get(id) {
             return s.clone();
         }
-        if slots.len() >= self.capacity {
-            evict(&mut slots, self.capacity);
+        let budget = IDENTITY_BYTES.saturating_sub(id.weight());
+        if slots.len() >= self.capacity || weight_of(&slots) > budget {
+            evict(&mut slots, self.capacity, budget);
         }
         let slot = Arc::new(tokio::sync::Mutex::new(Slot {
             last_used: Some(Instant::now()),
@@ -157,9 +161,43 @@ impl TokenCache {
     }
 }
 
-/// Makes room: first slots without a usable token, then the least recently used. Slots in
-/// use (locked) are never dropped.
-fn evict(slots: &mut HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>, capacity: usize) {
+/// Bytes of identities (their keys: names, addresses, paths) kept at most; with the size
+/// limits on each parameter this bounds the token cache by bytes, not only by count.
+pub const IDENTITY_BYTES: usize = 4 * 1024 * 1024;
+
+impl Identity {
+    /// About the bytes this identity takes as a key.
+    pub fn weight(&self) -> usize {
+        let c = &self.connection;
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map_or(0, |p| p.as_os_str().len());
+        256 + self.namespace.len()
+            + self.service_account.len()
+            + self.service_account_uid.len()
+            + self.audience.len()
+            + self.role.len()
+            + self.auth_mount.len()
+            + c.address.len()
+            + c.namespace.as_ref().map_or(0, String::len)
+            + path(&c.tls.ca_cert)
+            + path(&c.tls.ca_directory)
+            + path(&c.tls.client_cert)
+            + path(&c.tls.client_key)
+            + c.tls.server_name.as_ref().map_or(0, String::len)
+    }
+}
+
+fn weight_of(slots: &HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>) -> usize {
+    slots.keys().map(Identity::weight).sum()
+}
+
+/// Makes room: first slots without a usable token, then the least recently used, until
+/// there are fewer than `capacity` and they weigh at most `budget`. Slots in use (locked)
+/// are never dropped.
+fn evict(
+    slots: &mut HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>,
+    capacity: usize,
+    budget: usize,
+) {
     let now = Instant::now();
     slots.retain(|_, s| match s.try_lock() {
         Ok(g) => g
@@ -168,7 +206,7 @@ fn evict(slots: &mut HashMap<Identity, Arc<tokio::sync::Mutex<Slot>>>, capacity:
             .is_some_and(|h| h.fresh(now) || h.renewable_now(now)),
         Err(_) => true,
     });
-    while slots.len() >= capacity {
+    while slots.len() >= capacity || weight_of(slots) > budget {
         let oldest = slots
             .iter()
             .filter_map(|(k, s)| s.try_lock().ok().map(|g| (k.clone(), g.last_used)))

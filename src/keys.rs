@@ -17,6 +17,8 @@ use tokio::time::Instant;
 
 const DATA_KEY: &str = "key";
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Shortest key accepted from the Secret.
+pub const MIN_SECRET_KEY: usize = 32;
 
 /// Reads a key file: at least 16 bytes, surrounding whitespace ignored.
 pub fn from_file(path: &Path) -> anyhow::Result<VersionKey> {
@@ -122,7 +124,7 @@ impl KeySource {
 
     async fn load(&self, kube: &KubeClient) -> Result<VersionKey, KubeError> {
         if let Some(key) = kube.get_secret_key(&self.secret_name, DATA_KEY).await? {
-            return Ok(VersionKey::new(key));
+            return self.checked(key);
         }
         let mut fresh = vec![0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut fresh[..]);
@@ -134,12 +136,28 @@ impl KeySource {
             return Ok(VersionKey::new(fresh));
         }
         // Another node created it first: use theirs.
-        kube.get_secret_key(&self.secret_name, DATA_KEY)
+        let key = kube
+            .get_secret_key(&self.secret_name, DATA_KEY)
             .await?
-            .map(VersionKey::new)
             .ok_or_else(|| KubeError::BadAnswer {
                 action: format!("get Secret {}", self.secret_name),
                 detail: "it was reported to exist but cannot be found".into(),
-            })
+            })?;
+        self.checked(key)
+    }
+
+    /// A key from the Secret must be at least [`MIN_SECRET_KEY`] bytes: a short (or empty)
+    /// key would give guessable versions, the same on every cluster.
+    fn checked(&self, key: Vec<u8>) -> Result<VersionKey, KubeError> {
+        if key.len() < MIN_SECRET_KEY {
+            return Err(KubeError::BadAnswer {
+                action: format!("get Secret {}", self.secret_name),
+                detail: format!(
+                    "its data key {DATA_KEY:?} holds {} bytes; an object-version key needs at least {MIN_SECRET_KEY} random bytes: delete the Secret and the provider creates a good one",
+                    key.len()
+                ),
+            });
+        }
+        Ok(VersionKey::new(key))
     }
 }

@@ -353,13 +353,26 @@ impl KubeClient {
         })
     }
 
-    fn bearer(&self) -> Option<SecretString> {
+    /// The bearer token, read fresh from a token file (kubelet rotates it). A file that
+    /// cannot be read, or is empty, is an error: never an anonymous request.
+    async fn bearer(&self) -> Result<Option<SecretString>, KubeError> {
         match &self.credentials {
-            Credentials::None => None,
-            Credentials::Token(t) => Some(t.clone()),
-            Credentials::TokenFile(p) => std::fs::read_to_string(p)
-                .ok()
-                .map(|t| SecretString::new(t.trim().to_string())),
+            Credentials::None => Ok(None),
+            Credentials::Token(t) => Ok(Some(t.clone())),
+            Credentials::TokenFile(p) => {
+                let unreadable = |detail: String| KubeError::Config {
+                    source_name: "service-account token".into(),
+                    detail: format!("cannot read {}: {detail}", p.display()),
+                };
+                let text = tokio::fs::read_to_string(p)
+                    .await
+                    .map_err(|e| unreadable(e.to_string()))?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(unreadable("it is empty".into()));
+                }
+                Ok(Some(SecretString::new(token.to_string())))
+            }
         }
     }
 
@@ -378,7 +391,7 @@ impl KubeClient {
             .http
             .request(method, url)
             .header("accept", "application/json");
-        if let Some(token) = self.bearer()
+        if let Some(token) = self.bearer().await?
             && let Ok(mut v) =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         {

@@ -150,7 +150,11 @@ impl Provider {
             "mount plan"
         );
         let conn = Connection::resolve(&self.vault, &plan.connection);
-        let client = self.pool.client(&conn).map_err(MountError::Connection)?;
+        let client = self
+            .pool
+            .client(&conn, deadline)
+            .await
+            .map_err(MountError::Connection)?;
         let identity = Identity {
             namespace: plan.pod.namespace.clone(),
             service_account: plan.pod.service_account.clone(),
@@ -285,6 +289,14 @@ impl Provider {
                 let renewal = client.renew_self(&h.token, deadline).await;
                 crate::metrics::Metrics::result(&metrics.renewals, renewal.is_ok());
                 match renewal {
+                    // A renewal capped far below the lease it extends: the token nears its
+                    // maximum lifetime, and would die soon after being handed out.
+                    Ok(renewed) if renewed.lease_duration * 2 < h.lease => {
+                        tracing::debug!(
+                            lease_s = renewed.lease_duration.as_secs(),
+                            "Vault token near its maximum lifetime; logging in again"
+                        );
+                    }
                     Ok(renewed) => {
                         let held = s.store(&renewed, false);
                         if s.held.is_some() {

@@ -25,14 +25,18 @@ type Flight = (Arc<OnceCell<Outcome>>, Instant);
 /// the remaining validity of the certificate it issued. `None`: not reusable (static data).
 /// Pure: `now_unix` is the current time in seconds.
 pub fn reuse_lifetime(answer: &SecretResponse, now_unix: i64) -> Option<Duration> {
+    let max = crate::vault::MAX_LEASE_SECS as i64;
     if !answer.lease_id.is_empty() && answer.lease_duration > 0 {
-        return Some(Duration::from_secs(answer.lease_duration as u64).mul_f64(2.0 / 3.0));
+        let secs = answer.lease_duration.min(max) as u64;
+        return Some(Duration::from_secs(secs).mul_f64(2.0 / 3.0));
     }
     let data = answer.data.as_ref()?;
     let is_cert = data.get("certificate").is_some_and(|c| c.is_string());
     let expiration = data.get("expiration").and_then(|e| e.as_i64())?;
-    (is_cert && expiration > now_unix)
-        .then(|| Duration::from_secs((expiration - now_unix) as u64).mul_f64(2.0 / 3.0))
+    (is_cert && expiration > now_unix).then(|| {
+        let secs = expiration.saturating_sub(now_unix).min(max) as u64;
+        Duration::from_secs(secs).mul_f64(2.0 / 3.0)
+    })
 }
 
 /// Whether an answer is one pod's own (a lease or a certificate), never shared by the
@@ -141,7 +145,12 @@ struct LeaseEntry {
     epoch: u64,
     /// When it was last stored or handed out, as a sequence number (eviction order).
     used: u64,
+    /// About the bytes it takes.
+    bytes: usize,
 }
+
+/// Bytes of leases and certificates kept at most, whatever `-lease-store-size` allows.
+pub const LEASE_STORE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Leased answers and issued certificates kept for the pod that asked, at most
 /// `capacity` of them (`-lease-store-size`). When full, expired entries go first, then the
@@ -223,10 +232,23 @@ impl Leases {
                 *last = Some(now);
             }
         }
-        if map.len() >= self.capacity && !map.contains_key(&key) {
+        let bytes = serde_json::to_vec(&**answer).map_or(0, |v| v.len())
+            + key.identity.weight()
+            + key.pod_uid.len()
+            + key.spec.path.len()
+            + key.spec.body.as_ref().map_or(0, String::len);
+        if bytes > LEASE_STORE_BYTES / 4 {
+            return;
+        }
+        let replaced = map.remove(&key).is_some();
+        let full = |map: &HashMap<LeaseKey, LeaseEntry>| {
+            map.len() >= self.capacity
+                || map.values().map(|e| e.bytes).sum::<usize>() + bytes > LEASE_STORE_BYTES
+        };
+        if full(&map) {
             map.retain(|_, e| e.reuse_until > now);
         }
-        while map.len() >= self.capacity && !map.contains_key(&key) {
+        while full(&map) {
             // Closest to the end of its reuse first; among equals (reuse bounded by the
             // same token), the least recently used.
             let closest = map
@@ -240,17 +262,18 @@ impl Leases {
                 None => break,
             }
         }
-        let before = map.insert(
+        map.insert(
             key,
             LeaseEntry {
                 answer: answer.clone(),
                 reuse_until,
                 epoch,
                 used: self.tick(),
+                bytes,
             },
         );
         let metrics = crate::metrics::get();
-        if before.is_some() {
+        if replaced {
             metrics.leases_replaced.inc();
         }
         metrics.lease_store_entries.set(map.len() as i64);

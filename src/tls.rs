@@ -30,21 +30,103 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The rustls configuration for Vault from one TLS setting (files named in settings).
+/// Largest TLS file (CA bundle, certificate, key) accepted.
+pub const MAX_TLS_FILE: u64 = 1024 * 1024;
+/// Most files read from a CA directory, and most bytes in all of them.
+const MAX_CA_DIR_FILES: usize = 256;
+const MAX_CA_DIR_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What identifies a file's content on disk: device, inode, size and modification time.
+pub type Stamp = (u64, u64, u64, i64, i64);
+
+/// Stamps of the files a TLS setting names, so that a changed CA file makes a new client.
+/// Blocking (it stats files): call off the async runtime.
+pub fn stamps(tls: &TlsSettings) -> Vec<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
+    [
+        &tls.ca_cert,
+        &tls.ca_directory,
+        &tls.client_cert,
+        &tls.client_key,
+    ]
+    .iter()
+    .map(|p| {
+        p.as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    })
+    .collect()
+}
+
+/// Whether a TLS setting names files at all.
+pub fn names_files(tls: &TlsSettings) -> bool {
+    tls.ca_cert.is_some()
+        || tls.ca_directory.is_some()
+        || tls.client_cert.is_some()
+        || tls.client_key.is_some()
+}
+
+/// Reads a file a tenant named, safely: opened without blocking (a FIFO cannot hang us),
+/// a regular file only (not a device such as /dev/zero), at most `max` bytes. Blocking: call
+/// off the async runtime. Errors name the file, never its content.
+pub fn read_named_file(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || crate::error::quote(&path.to_string_lossy());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("reading {what} {}: {e}", shown()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("reading {what} {}: {e}", shown()))?;
+    if !meta.is_file() {
+        return Err(format!("{what} {} is not a regular file", shown()));
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{what} {} is {} bytes, more than the {max} allowed",
+            shown(),
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading {what} {}: {e}", shown()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{what} {} grew past {max} bytes", shown()));
+    }
+    Ok(bytes)
+}
+
+/// The rustls configuration for Vault from one TLS setting, reading the files it names
+/// (bounded, see [`read_named_file`]). Blocking: call off the async runtime.
 pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
     let roots = if let Some(file) = &tls.ca_cert {
-        Roots::Certs(read_certs(file, "CA file")?)
+        let pem = read_named_file(file, "CA file", MAX_TLS_FILE)?;
+        Roots::Certs(certs_from_pem(
+            &pem,
+            &format!("CA file {}", crate::error::quote(&file.to_string_lossy())),
+        )?)
     } else if let Some(dir) = &tls.ca_directory {
         Roots::Certs(read_cert_dir(dir)?)
     } else {
         Roots::System
     };
     let identity = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => Some(ClientIdentity {
-            certs: read_certs(cert, "client certificate")?,
-            key: PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("reading client key {}: {e}", key.display()))?,
-        }),
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_named_file(cert, "client certificate", MAX_TLS_FILE)?;
+            let key_pem =
+                zeroize::Zeroizing::new(read_named_file(key, "client key", MAX_TLS_FILE)?);
+            let shown = |p: &Path| crate::error::quote(&p.to_string_lossy());
+            Some(ClientIdentity {
+                certs: certs_from_pem(&cert_pem, &format!("client certificate {}", shown(cert)))?,
+                key: PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|_| format!("client key {} is not a PEM private key", shown(key)))?,
+            })
+        }
         (None, None) => None,
         _ => return Err("a client certificate needs both a certificate and a key file".into()),
     };
@@ -123,29 +205,31 @@ pub fn build(
     Ok(config)
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("reading {what} {}: {e}", path.display()))?;
-    certs_from_pem(&bytes, &format!("{what} {}", path.display()))
-}
-
 fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("reading CA directory {}: {e}", dir.display()))?;
+    let shown = crate::error::quote(&dir.to_string_lossy());
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("reading CA directory {shown}: {e}"))?;
     let mut certs = Vec::new();
-    for entry in entries.flatten() {
+    let mut total = 0u64;
+    for entry in entries.flatten().take(MAX_CA_DIR_FILES) {
         let path = entry.path();
-        if path.is_file()
-            && let Ok(bytes) = std::fs::read(&path)
-        {
-            certs.extend(CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok));
+        // Only regular files (not followed symlinks to devices), each and all bounded.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
         }
+        let Ok(bytes) = read_named_file(&path, "CA file", MAX_TLS_FILE) else {
+            continue;
+        };
+        total += bytes.len() as u64;
+        if total > MAX_CA_DIR_BYTES {
+            return Err(format!(
+                "CA directory {shown} holds more than {MAX_CA_DIR_BYTES} bytes of files"
+            ));
+        }
+        certs.extend(CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok));
     }
     if certs.is_empty() {
-        return Err(format!(
-            "CA directory {} holds no PEM certificate",
-            dir.display()
-        ));
+        return Err(format!("CA directory {shown} holds no PEM certificate"));
     }
     Ok(certs)
 }

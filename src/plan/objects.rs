@@ -11,6 +11,53 @@ use std::collections::{HashMap, HashSet};
 /// Largest `objects` text accepted, before it is parsed.
 pub const MAX_OBJECTS_TEXT: usize = 1024 * 1024;
 
+/// Deepest nesting of the objects YAML accepted (a class needs a handful of levels).
+pub const MAX_NESTING: usize = 100;
+
+/// An upper estimate of how deeply YAML text nests, in one linear pass before it is parsed
+/// (a parser fed thousands of levels spends time that grows with their square): flow
+/// brackets outside quoted strings, and each line's indentation and leading `- `/`? `
+/// indicators.
+pub fn nesting(text: &str) -> usize {
+    let mut deepest = 0;
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = &line[indent..];
+        let mut indicators = 0;
+        while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+            indicators += 1;
+            rest = r.trim_start_matches(' ');
+        }
+        deepest = deepest.max(indent / 2 + indicators);
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest = deepest.max(flow + indent / 2);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                (None, '#') => break,
+                _ => {}
+            }
+        }
+        // A single-quoted scalar does not span lines in the classes we read; a double-quoted
+        // one may, and keeps its state.
+        if quote == Some('\'') {
+            quote = None;
+        }
+    }
+    deepest
+}
+
 /// One entry of `objects` as written in the class.
 #[derive(Deserialize)]
 struct RawObject {
@@ -94,6 +141,12 @@ pub fn parse_objects(
         return Err(PlanError::ObjectsSyntax(format!(
             "it is {} bytes, more than the {MAX_OBJECTS_TEXT} a class may have",
             text.len()
+        )));
+    }
+    let depth = nesting(text);
+    if depth > MAX_NESTING {
+        return Err(PlanError::ObjectsSyntax(format!(
+            "it nests about {depth} levels deep, more than the {MAX_NESTING} allowed"
         )));
     }
     let raw: Option<Vec<RawObject>> =

@@ -654,4 +654,24 @@ fn encoded_dots_control_characters_and_sizes_are_refused_before_vault() {
     assert!(matches!(&e, PlanError::BadParameter { key, .. } if key == "vaultCACertPath"));
     let e = plan(&"x".repeat(MAX_OBJECTS_TEXT + 1)).unwrap_err();
     assert!(matches!(e, PlanError::ObjectsSyntax(_)));
+    // Deep nesting is refused at once, not parsed (its parse time grows with the square).
+    for deep in [
+        format!("{}{}", "[".repeat(60_000), "]".repeat(60_000)),
+        format!(
+            "- objectName: a\n  secretArgs: {}1{}",
+            "{a: ".repeat(60_000),
+            "}".repeat(60_000)
+        ),
+        (0..2_000)
+            .map(|i| format!("{}- x\n", " ".repeat(i % 400)))
+            .collect(),
+        "- ".repeat(60_000),
+    ] {
+        let started = std::time::Instant::now();
+        let e = plan(&deep).unwrap_err();
+        assert!(e.to_string().contains("levels deep"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+    // What a class really has passes.
+    assert!(plan("- objectName: a\n  secretPath: s/a\n  secretArgs: {a: [1, {b: c}], d: \"[[[\"}\n  template: |\n    {% if x %}\n        {{ y }}\n    {% endif %}\n").is_ok());
 }

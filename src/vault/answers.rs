@@ -7,8 +7,16 @@ use crate::response::SecretResponse;
 use crate::secret::SecretString;
 use std::time::Duration;
 
-/// Largest answer body accepted from Vault.
-pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest answer body accepted from Vault (the driver accepts 4 MiB for a whole volume).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Bytes of answer bodies being read at once, across every Vault the process talks to: a
+/// tenant's server that sends huge answers waits for its turn instead of growing the process.
+pub const IN_FLIGHT_BODY_BYTES: usize = 24 * 1024 * 1024;
+/// The longest lease or token lifetime believed, in seconds (a year).
+pub const MAX_LEASE_SECS: u64 = 365 * 24 * 3600;
+
+static BODY_BUDGET: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(IN_FLIGHT_BODY_BYTES));
 
 /// The token of a login or renewal answer (`auth.client_token`, or `known` for a renewal,
 /// whose answer repeats it), with its lease.
@@ -36,10 +44,12 @@ pub fn token_from_answer(
     };
     Ok(VaultToken {
         token,
+        // Whatever Vault (or a server posing as it) says, a lease is capped at a year.
         lease_duration: Duration::from_secs(
             auth.get("lease_duration")
                 .and_then(|v| v.as_u64())
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .min(MAX_LEASE_SECS),
         ),
         renewable: auth
             .get("renewable")
@@ -60,15 +70,20 @@ impl From<reqwest::Error> for BodyError {
     }
 }
 
-/// Reads a body, refusing more than [`MAX_BODY`] bytes.
+/// Reads a body, refusing more than [`MAX_BODY`] bytes, inside the process-wide budget of
+/// bodies in flight (the caller's timeout bounds the wait for it).
 pub async fn read_body(mut resp: reqwest::Response) -> Result<bytes::Bytes, BodyError> {
     if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
         return Err(BodyError::TooLarge);
     }
     let mut buf = bytes::BytesMut::new();
+    let mut held = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(BodyError::TooLarge);
+        }
+        if let Ok(p) = BODY_BUDGET.acquire_many(chunk.len() as u32).await {
+            held.push(p);
         }
         buf.extend_from_slice(&chunk);
     }

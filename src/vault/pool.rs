@@ -9,7 +9,6 @@
 use super::client::{NodeClient, VaultClient};
 use super::{Connection, VaultError, answers::error_chain};
 use crate::settings::TlsSettings;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,10 +78,39 @@ impl Cluster {
     }
 }
 
-/// Shared HTTP clients and cluster states.
+/// HTTP clients kept, by weight: about what one costs (its TLS configuration, root store
+/// and connection pool), so that tenants naming many TLS settings cannot grow the process.
+const CLIENT_WEIGHT: u64 = 160 * 1024;
+/// Bytes of HTTP clients kept at most; the least recently used go first.
+pub const CLIENT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of cluster states (one per address list) kept at most.
+const CLUSTER_CACHE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A cached HTTP client: transport, TLS setting, and the stamps of the files it read.
+type HttpKey = (Option<String>, TlsSettings, Vec<Option<crate::tls::Stamp>>);
+
+#[derive(Clone)]
+struct HttpWeight;
+
+impl quick_cache::Weighter<HttpKey, reqwest::Client> for HttpWeight {
+    fn weight(&self, _: &HttpKey, _: &reqwest::Client) -> u64 {
+        CLIENT_WEIGHT
+    }
+}
+
+#[derive(Clone)]
+struct ClusterWeight;
+
+impl quick_cache::Weighter<String, Arc<Cluster>> for ClusterWeight {
+    fn weight(&self, key: &String, _: &Arc<Cluster>) -> u64 {
+        key.len() as u64 + 512
+    }
+}
+
+/// Shared HTTP clients and cluster states, each in a cache with a byte budget.
 pub struct ClientPool {
-    http: Mutex<HashMap<(Option<String>, TlsSettings), reqwest::Client>>,
-    clusters: Mutex<HashMap<String, Arc<Cluster>>>,
+    http: quick_cache::sync::Cache<HttpKey, reqwest::Client, HttpWeight>,
+    clusters: quick_cache::sync::Cache<String, Arc<Cluster>, ClusterWeight>,
     concurrency: usize,
 }
 
@@ -95,14 +123,28 @@ impl Default for ClientPool {
 impl ClientPool {
     pub fn new(concurrency: usize) -> Self {
         ClientPool {
-            http: Mutex::new(HashMap::new()),
-            clusters: Mutex::new(HashMap::new()),
+            http: quick_cache::sync::Cache::with_weighter(
+                (CLIENT_CACHE_BYTES / CLIENT_WEIGHT) as usize,
+                CLIENT_CACHE_BYTES,
+                HttpWeight,
+            ),
+            clusters: quick_cache::sync::Cache::with_weighter(
+                1024,
+                CLUSTER_CACHE_BYTES,
+                ClusterWeight,
+            ),
             concurrency: concurrency.max(1),
         }
     }
 
-    /// A client for `conn`: its cluster's state and one HTTP client per node, shared.
-    pub fn client(&self, conn: &Connection) -> Result<VaultClient, VaultError> {
+    /// A client for `conn`: its cluster's state and one HTTP client per node, shared. Files
+    /// the TLS setting names are read off the async runtime, inside `deadline`, under no
+    /// lock another Mount needs.
+    pub async fn client(
+        &self,
+        conn: &Connection,
+        deadline: tokio::time::Instant,
+    ) -> Result<VaultClient, VaultError> {
         let addresses = conn.nodes();
         if addresses.is_empty() {
             return Err(VaultError::Setup("no Vault address is set".into()));
@@ -113,39 +155,61 @@ impl ClientPool {
                 addresses.len()
             )));
         }
+        let stamps = if crate::tls::names_files(&conn.tls) {
+            let tls = conn.tls.clone();
+            blocking(deadline, move || Ok(crate::tls::stamps(&tls))).await?
+        } else {
+            Vec::new()
+        };
         let mut nodes = Vec::with_capacity(addresses.len());
         for address in addresses {
             let (base, socket) = split_address(address)?;
-            let http = self.http(socket, &conn.tls)?;
+            let http = self
+                .http((socket, conn.tls.clone(), stamps.clone()), deadline)
+                .await?;
             nodes.push(NodeClient {
                 address: address.to_string(),
                 base,
                 http,
             });
         }
-        let cluster = self
-            .clusters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(conn.address.clone())
-            .or_insert_with(|| Arc::new(Cluster::new(nodes.len(), self.concurrency)))
-            .clone();
+        let cluster = match self.clusters.get(&conn.address) {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(Cluster::new(nodes.len(), self.concurrency));
+                self.clusters.insert(conn.address.clone(), c.clone());
+                c
+            }
+        };
         Ok(VaultClient::new(cluster, nodes, conn))
     }
 
-    fn http(
+    async fn http(
         &self,
-        socket: Option<String>,
-        tls: &TlsSettings,
+        key: HttpKey,
+        deadline: tokio::time::Instant,
     ) -> Result<reqwest::Client, VaultError> {
-        let key = (socket, tls.clone());
-        let mut clients = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+        if let Some(c) = self.http.get(&key) {
+            return Ok(c);
         }
-        let c = build_http(key.0.as_deref(), tls)?;
-        clients.insert(key, c.clone());
+        let (socket, tls) = (key.0.clone(), key.1.clone());
+        let c = blocking(deadline, move || build_http(socket.as_deref(), &tls)).await?;
+        self.http.insert(key, c.clone());
         Ok(c)
+    }
+}
+
+/// Runs blocking work (file reads, TLS set-up) on the blocking pool, inside `deadline`.
+async fn blocking<T: Send + 'static>(
+    deadline: tokio::time::Instant,
+    work: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, VaultError> {
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(VaultError::Setup("setting up the connection failed".into())),
+        Err(_) => Err(VaultError::Deadline {
+            what: "reading the TLS files".into(),
+        }),
     }
 }
 
