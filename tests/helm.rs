@@ -1,0 +1,375 @@
+//! Drop-in through the Helm charts users already run. hashicorp/vault-helm and
+//! openbao/openbao-helm start the provider container with a fixed argument list and, with
+//! their agent sidecar on (both charts' default), `VAULT_ADDR=unix:///var/run/vault/agent.sock`,
+//! the agent configured with `cache {}` and a `listener "unix"` on that socket and no
+//! auto_auth (the provider logs in itself, through the agent). Each test starts OpenBao's
+//! own agent (`bao agent`), or its successor for API proxying (`bao proxy`), with the
+//! chart's configuration, then this provider's binary with exactly the chart's arguments
+//! and environment (paths moved into a temporary directory, and `-health-addr` on a free
+//! port because tests run in parallel), and mounts through the driver's socket. So
+//! replacing the chart's image with this one (`csi.image.*` in the values) is all it takes.
+//!
+//! The chart facts, from the charts' templates:
+//! - vault-helm `templates/csi-daemonset.yaml`: args `--endpoint=/provider/vault.sock`,
+//!   `--debug={{csi.debug}}` (`--debug=false`), since hashicorp/vault-helm#1048 (2024) a
+//!   log level in its place (`--log-level=info` with the default `csi.logLevel`, as that
+//!   pull request's unit test expects),
+//!   `--hmac-secret-name={{vault.name}}-csi-provider-hmac-key` (`csi.hmacSecretName`
+//!   overrides), then `csi.extraArgs`; env `VAULT_ADDR=unix:///var/run/vault/agent.sock`
+//!   when `csi.agent.enabled` (default true); the agent container runs
+//!   `vault agent -config=/etc/vault/config.hcl` with `VAULT_LOG_LEVEL=info`,
+//!   `VAULT_LOG_FORMAT=standard`, both containers mounting an in-memory emptyDir at
+//!   /var/run/vault.
+//! - vault-helm `templates/csi-agent-configmap.yaml`: `vault { "address" = ... }`,
+//!   `cache {}`, `listener "unix" { address = "/var/run/vault/agent.sock" tls_disable = true }`.
+//! - openbao-helm `charts/openbao/templates/csi-daemonset.yaml` (chart 0.18): args
+//!   `--endpoint={{csi.daemonSet.endpoint}}` (default /provider/openbao.sock),
+//!   `--debug={{csi.debug}}`, `--hmac-secret-name={{openbao.name}}-csi-provider-hmac-key`,
+//!   then `csi.extraArgs`; the same VAULT_ADDR; the agent runs
+//!   `bao agent -config=/etc/vault/config.hcl` with `BAO_LOG_LEVEL=info`,
+//!   `BAO_LOG_FORMAT=standard`; its config map is vault-helm's, with the same socket.
+
+mod common;
+
+use common::kube::{KubeApi, PROVIDER_NAMESPACE};
+use common::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// What one chart renders with its default values (and `csi.enabled=true`).
+struct Chart {
+    /// The provider container's `args`.
+    args: &'static [&'static str],
+    /// The provider container's `env`.
+    env: &'static [(&'static str, &'static str)],
+    /// The agent container's `env`.
+    agent_env: &'static [(&'static str, &'static str)],
+    /// The audience a class without one uses on the chart's socket.
+    audience: &'static str,
+    /// The key Secret the provider keeps object versions with.
+    hmac_secret: &'static str,
+}
+
+/// The provider's environment with the agent on, in both charts.
+const AGENT_ENV: &[(&str, &str)] = &[("VAULT_ADDR", "unix:///var/run/vault/agent.sock")];
+
+/// hashicorp/vault-helm since hashicorp/vault-helm#1048 (`csi.logLevel`).
+const VAULT_HELM: Chart = Chart {
+    args: &[
+        "--endpoint=/provider/vault.sock",
+        "--log-level=info",
+        "--hmac-secret-name=vault-csi-provider-hmac-key",
+    ],
+    env: AGENT_ENV,
+    agent_env: &[
+        ("VAULT_LOG_LEVEL", "info"),
+        ("VAULT_LOG_FORMAT", "standard"),
+    ],
+    audience: "vault",
+    hmac_secret: "vault-csi-provider-hmac-key",
+};
+
+/// hashicorp/vault-helm before that (`csi.debug` only), the argument set of issue 10.
+const VAULT_HELM_DEBUG_FLAG: Chart = Chart {
+    args: &[
+        "--endpoint=/provider/vault.sock",
+        "--debug=false",
+        "--hmac-secret-name=vault-csi-provider-hmac-key",
+    ],
+    ..VAULT_HELM
+};
+
+/// openbao/openbao-helm 0.18.
+const OPENBAO_HELM: Chart = Chart {
+    args: &[
+        "--endpoint=/provider/openbao.sock",
+        "--debug=false",
+        "--hmac-secret-name=openbao-csi-provider-hmac-key",
+    ],
+    env: AGENT_ENV,
+    agent_env: &[("BAO_LOG_LEVEL", "info"), ("BAO_LOG_FORMAT", "standard")],
+    audience: "openbao",
+    hmac_secret: "openbao-csi-provider-hmac-key",
+};
+
+/// The agent's config.hcl as both charts render it; the address is the Vault service's.
+const AGENT_CONFIG: &str = r#"vault {
+    "address" = "http://vault.vault.svc:8200"
+}
+
+cache {}
+
+listener "unix" {
+    address = "/var/run/vault/agent.sock"
+    tls_disable = true
+}
+"#;
+const CHART_VAULT_ADDRESS: &str = "http://vault.vault.svc:8200";
+/// Where the charts mount the agent's socket directory and the providers' directory.
+const SOCKET_DIR: &str = "/var/run/vault";
+const PROVIDERS_DIR: &str = "/provider/";
+
+#[derive(Clone, Copy, Debug)]
+enum Sidecar {
+    /// `bao agent`, as the charts run it.
+    Agent,
+    /// `bao proxy`: OpenBao's successor to the agent's API proxy, with the same file.
+    Proxy,
+}
+
+/// A process of the test, killed on drop.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Running {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start a process");
+        Running { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_for_socket(&mut self, path: &Path) {
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(path).is_err() {
+            let alive = matches!(self.child.try_wait(), Ok(None));
+            assert!(
+                alive && start.elapsed() < Duration::from_secs(30),
+                "{} never answered:\n{}",
+                path.display(),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn class() -> Value {
+    // A class as users write it for a cluster: the role and the objects, nothing else
+    // (kubernetes auth at its default mount, the address from the provider's environment).
+    json!({
+        "roleName": "app",
+        "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}",
+    })
+}
+
+async fn mounts_through_the_chart(chart: &Chart, sidecar: Sidecar) {
+    // OpenBao with kubernetes auth, reviewing tokens with the Kubernetes API stand-in.
+    let bao = OpenBao::start().await;
+    let kube = KubeApi::start().await;
+    bao.policy("app", r#"path "secret/data/*" { capabilities = ["read"] }"#)
+        .await;
+    bao.enable_kubernetes("kubernetes", &kube.url).await;
+    bao.kubernetes_role_aud(
+        "kubernetes",
+        "app",
+        "default",
+        "app",
+        &["app"],
+        Some(chart.audience),
+    )
+    .await;
+    bao.write("secret/data/app", json!({"data": {"k": "first"}}))
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket_dir = dir.path().join("var-run-vault");
+    let providers_dir = dir.path().join("provider");
+    std::fs::create_dir(&socket_dir).unwrap();
+    std::fs::create_dir(&providers_dir).unwrap();
+    let moved = |s: &str| {
+        s.replace(SOCKET_DIR, &socket_dir.display().to_string())
+            .replace(PROVIDERS_DIR, &format!("{}/", providers_dir.display()))
+    };
+
+    // The sidecar, with the chart's configuration (pointed at this OpenBao).
+    let config = dir.path().join("config.hcl");
+    std::fs::write(
+        &config,
+        moved(&AGENT_CONFIG.replace(CHART_VAULT_ADDRESS, &bao.addr)),
+    )
+    .unwrap();
+    let subcommand = match sidecar {
+        Sidecar::Agent => "agent",
+        Sidecar::Proxy => "proxy",
+    };
+    let mut cmd = Command::new(bao_binary());
+    cmd.arg(subcommand)
+        .arg(format!("-config={}", config.display()))
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_ADDR")
+        .env("HOME", dir.path())
+        .envs(chart.agent_env.iter().copied());
+    let mut agent = Running::spawn(cmd, dir.path().join("sidecar.log"));
+    let agent_socket = socket_dir.join("agent.sock");
+    agent.wait_for_socket(&agent_socket).await;
+
+    // The provider: the chart's arguments and environment, and the cluster's API (here the
+    // stand-in, through KUBECONFIG, where the chart's pod uses its service account).
+    let health_port = free_port();
+    let args: Vec<String> = chart
+        .args
+        .iter()
+        .map(|a| moved(a))
+        .chain([format!("-health-addr=127.0.0.1:{health_port}")])
+        .collect();
+    let endpoint = args[0]
+        .strip_prefix("--endpoint=")
+        .expect("the charts pass --endpoint first");
+    let socket = PathBuf::from(endpoint);
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let mut cmd = Command::new(provider_binary());
+    cmd.args(&args);
+    for var in [
+        "VAULT_ADDR",
+        "VAULT_AGENT_ADDR",
+        "VAULT_NAMESPACE",
+        "VAULT_CACERT",
+        "VAULT_SKIP_VERIFY",
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in chart.env {
+        cmd.env(k, moved(v));
+    }
+    cmd.env("KUBECONFIG", &kubeconfig).env("HOME", dir.path());
+    let mut provider = Running::spawn(cmd, dir.path().join("provider.log"));
+    provider.wait_for_socket(&socket).await;
+    let fail = |e: tonic::Status, provider: &Running, agent: &Running| -> ! {
+        panic!(
+            "{:?}: {}\nprovider:\n{}\n{subcommand}:\n{}",
+            e.code(),
+            e.message(),
+            provider.log_text(),
+            agent.log_text()
+        )
+    };
+
+    // Two pods of one service account, as the driver calls: the chart's socket, the token
+    // for the audience the socket implies.
+    let client = Client::connect(&socket).await;
+    let mut versions = Vec::new();
+    for pod in [Pod::new("default", "app"), Pod::new("default", "app")] {
+        let token = pod.token(chart.audience);
+        let req = pod.request_with(class(), Some((chart.audience, token)), false);
+        let resp = match client.mount(req).await {
+            Ok(r) => r,
+            Err(e) => fail(e, &provider, &agent),
+        };
+        assert_eq!(file_str(&resp, "k"), "first");
+        versions.push(version(&resp, "k"));
+    }
+    // Object versions keyed by the Secret the chart names (created by the provider).
+    assert_eq!(versions[0].len(), 44, "{versions:?}");
+    assert_eq!(versions[0], versions[1]);
+    let secrets = kube.recorded.lock().unwrap().secrets.clone();
+    assert!(
+        secrets.contains_key(&(
+            PROVIDER_NAMESPACE.to_string(),
+            chart.hmac_secret.to_string()
+        )),
+        "{:?}",
+        secrets.keys().collect::<Vec<_>>()
+    );
+    // One login for the service account, its token reused through the sidecar.
+    let logins = bao.audit_requests(&bao.audit_log(), |_, p| p == "auth/kubernetes/login");
+    assert_eq!(logins, 1);
+
+    // A changed secret is read anew through the sidecar's cache (a rotation poll).
+    bao.write("secret/data/app", json!({"data": {"k": "second"}}))
+        .await;
+    let pod = Pod::new("default", "app");
+    let req = pod.request_with(
+        class(),
+        Some((chart.audience, pod.token(chart.audience))),
+        false,
+    );
+    let resp = match client.mount(req).await {
+        Ok(r) => r,
+        Err(e) => fail(e, &provider, &agent),
+    };
+    assert_eq!(file_str(&resp, "k"), "second");
+    assert_ne!(version(&resp, "k"), versions[0]);
+
+    // The provider's readiness and liveness, on the port the charts' probes do not set
+    // (they probe :8080, the provider's default).
+    for path in ["/health/ready", "/health/live"] {
+        let r = reqwest::get(format!("http://127.0.0.1:{health_port}{path}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+
+    // Every request went through the sidecar: without it, nothing reaches OpenBao.
+    drop(agent);
+    let err = client
+        .mount_within(
+            pod.request_with(
+                class(),
+                Some((chart.audience, pod.token(chart.audience))),
+                false,
+            ),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(
+        err.message().contains(&agent_socket.display().to_string()),
+        "{}",
+        err.message()
+    );
+    // (Unknown flags would have ended it at the start, with its usage.)
+    assert!(
+        matches!(provider.child.try_wait(), Ok(None)),
+        "{}",
+        provider.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_helm_arguments_mount_through_bao_agent() {
+    mounts_through_the_chart(&VAULT_HELM, Sidecar::Agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_helm_arguments_mount_through_bao_proxy() {
+    mounts_through_the_chart(&VAULT_HELM, Sidecar::Proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_vault_helm_arguments_with_debug_false_mount_through_bao_agent() {
+    mounts_through_the_chart(&VAULT_HELM_DEBUG_FLAG, Sidecar::Agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openbao_helm_arguments_mount_through_bao_agent() {
+    mounts_through_the_chart(&OPENBAO_HELM, Sidecar::Agent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openbao_helm_arguments_mount_through_bao_proxy() {
+    mounts_through_the_chart(&OPENBAO_HELM, Sidecar::Proxy).await;
+}
