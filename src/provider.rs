@@ -176,8 +176,10 @@ impl Provider {
         let (held, new_login) = self
             .token(&slot, &client, &plan, &identity, deadline)
             .await?;
+        // This Mount's share of the budget of answers in flight, held until it is answered.
+        let budgets = std::sync::Mutex::new(Vec::new());
         let answers = match self
-            .read_all(&client, &held, &plan, &identity, deadline)
+            .read_all(&client, &held, &plan, &identity, &budgets, deadline)
             .await
         {
             // A reused token may have been revoked: log in once more and retry once.
@@ -190,7 +192,7 @@ impl Provider {
                 let (held, _) = self
                     .token(&slot, &client, &plan, &identity, deadline)
                     .await?;
-                self.read_all(&client, &held, &plan, &identity, deadline)
+                self.read_all(&client, &held, &plan, &identity, &budgets, deadline)
                     .await?
             }
             other => other?,
@@ -335,12 +337,22 @@ impl Provider {
         held: &Held,
         plan: &MountPlan,
         identity: &Identity,
+        budgets: &std::sync::Mutex<Vec<crate::vault::Budget>>,
         deadline: Instant,
     ) -> Result<Vec<Arc<SecretResponse>>, MountError> {
         let mut answers: Vec<Option<Arc<SecretResponse>>> = vec![None; plan.reads.len()];
         let mut reads = Vec::with_capacity(plan.reads.len());
         for (i, spec) in plan.reads.iter().enumerate() {
-            reads.push(self.read_one(i, client, held, &plan.pod.uid, identity, spec, deadline));
+            reads.push(self.read_one(
+                i,
+                client,
+                held,
+                &plan.pod.uid,
+                identity,
+                spec,
+                budgets,
+                deadline,
+            ));
         }
         let mut stream = futures_util::stream::iter(reads).buffer_unordered(self.parallel_reads);
         while let Some((i, result)) = stream.next().await {
@@ -374,6 +386,7 @@ impl Provider {
         pod_uid: &str,
         identity: &Identity,
         spec: &ReadSpec,
+        budgets: &std::sync::Mutex<Vec<crate::vault::Budget>>,
         deadline: Instant,
     ) -> (usize, Result<Arc<SecretResponse>, VaultError>) {
         let lease_key = (!pod_uid.is_empty()).then(|| LeaseKey {
@@ -392,7 +405,14 @@ impl Provider {
             epoch: held.epoch,
             spec: spec.clone(),
         };
-        let read = async { client.read(&held.token, spec, deadline).await.map(Arc::new) };
+        let read = async {
+            let (answer, budget) = client.read(&held.token, spec, deadline).await?;
+            budgets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(budget);
+            Ok(Arc::new(answer))
+        };
         // Writes (PKI issue, ...) are never merged: each pod gets its own answer.
         let result = if spec.method == crate::plan::Method::Get {
             self.flights.run(key, read).await

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,16 +84,23 @@ pub fn bind_socket(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(io)?;
-    let placed = std::os::unix::fs::chown(&tmp, None, group)
-        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
+    // Bound inside a private directory (0700) of our own, given its mode and group there,
+    // then renamed into place: nobody can reach it before it has its final mode.
+    let private = path.with_file_name(format!(".{name}.{}.d", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io)?;
+    let tmp = private.join(&name);
+    let placed = UnixListener::bind(&tmp).and_then(|listener| {
+        std::os::unix::fs::chown(&tmp, None, group)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = placed.map_err(io)?;
     let meta = std::fs::symlink_metadata(path).map_err(io)?;
     Ok((
         SocketFile {

@@ -105,7 +105,7 @@ pub fn read_named_file(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, Str
 /// (bounded, see [`read_named_file`]). Blocking: call off the async runtime.
 pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
     let roots = if let Some(file) = &tls.ca_cert {
-        let pem = read_named_file(file, "CA file", MAX_TLS_FILE)?;
+        let pem = read_named_file(file, "CA file (vaultCACertPath)", MAX_TLS_FILE)?;
         Roots::Certs(certs_from_pem(
             &pem,
             &format!("CA file {}", crate::error::quote(&file.to_string_lossy())),

@@ -418,6 +418,13 @@ fn percent_decode(segment: &str) -> String {
 
 /// `/v1/x`, `v1/x`, `/x` and `x` all mean `/v1/x`; text after the first `?` is the query.
 pub fn normalise_secret_path(raw: &str) -> Result<(String, Vec<(String, String)>), String> {
+    if raw.len() > super::MAX_PATH {
+        return Err(format!(
+            "secretPath is {} bytes, more than the {} allowed",
+            raw.len(),
+            super::MAX_PATH
+        ));
+    }
     let (path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, q),
         None => (raw, ""),

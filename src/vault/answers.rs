@@ -62,6 +62,8 @@ pub fn token_from_answer(
 pub enum BodyError {
     Http(reqwest::Error),
     TooLarge,
+    /// The budget of answers in flight is spent.
+    Busy,
 }
 
 impl From<reqwest::Error> for BodyError {
@@ -70,24 +72,53 @@ impl From<reqwest::Error> for BodyError {
     }
 }
 
-/// Reads a body, refusing more than [`MAX_BODY`] bytes, inside the process-wide budget of
-/// bodies in flight (the caller's timeout bounds the wait for it).
-pub async fn read_body(mut resp: reqwest::Response) -> Result<bytes::Bytes, BodyError> {
-    if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut buf = bytes::BytesMut::new();
+/// A share of the process-wide budget of answers in flight, held while the answer is.
+#[derive(Default)]
+pub struct Budget {
+    /// Released when dropped.
+    _permits: Vec<tokio::sync::SemaphorePermit<'static>>,
+}
+
+/// Answers this small (twice their size, for the body and its parsed form) need no share
+/// of the budget: a Mount's ordinary answers never wait behind a tenant's huge ones.
+const SMALL_ANSWER: usize = 32 * 1024;
+
+/// Reads a body, refusing more than [`MAX_BODY`] bytes. A large answer takes its share of
+/// the process-wide budget of answers in flight (twice its bytes: the body, then its parsed
+/// form) in one piece before it is read, waiting inside the caller's timeout, and keeps it
+/// with the answer until the Mount is done; a body of unknown length that grows past the
+/// small size takes its share as it comes or fails at once. Nothing waits holding a part.
+pub async fn read_body(
+    mut resp: reqwest::Response,
+) -> Result<(bytes::Bytes, Budget), BodyError> {
     let mut held = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        if buf.len() + chunk.len() > MAX_BODY {
+    let declared = resp.content_length().map(|n| n as usize);
+    if let Some(n) = declared {
+        if n > MAX_BODY {
             return Err(BodyError::TooLarge);
         }
-        if let Ok(p) = BODY_BUDGET.acquire_many(chunk.len() as u32).await {
+        if 2 * n > SMALL_ANSWER {
+            let p = BODY_BUDGET
+                .acquire_many(2 * n as u32)
+                .await
+                .map_err(|_| BodyError::Busy)?;
             held.push(p);
         }
-        buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > MAX_BODY || declared.is_some_and(|n| buf.len() + chunk.len() > n) {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+        if declared.is_none() && 2 * buf.len() > SMALL_ANSWER {
+            let p = BODY_BUDGET
+                .try_acquire_many(2 * chunk.len() as u32)
+                .map_err(|_| BodyError::Busy)?;
+            held.push(p);
+        }
+    }
+    Ok((buf.freeze(), Budget { _permits: held }))
 }
 
 /// An error for any status that is not a success.

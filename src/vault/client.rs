@@ -1,7 +1,7 @@
 //! One Vault cluster as seen by one Mount: logins, renewals and reads. Each request goes
 //! through the send loop (`send.rs`), which picks the node and retries.
 
-use super::answers::{check_status, token_from_answer};
+use super::answers::{Budget, check_status, token_from_answer};
 use super::pool::Cluster;
 use super::{Connection, VaultError};
 use crate::plan::ReadSpec;
@@ -93,7 +93,7 @@ impl VaultClient {
             token: None,
             body: Some(&body),
         };
-        let (status, bytes) = self.send(&call, deadline).await?;
+        let (status, bytes, _) = self.send(&call, deadline).await?;
         check_status(&what, status, &bytes)?;
         token_from_answer(&what, &bytes, None)
     }
@@ -114,18 +114,19 @@ impl VaultClient {
             token: Some(token),
             body: Some("{}"),
         };
-        let (status, bytes) = self.send(&call, deadline).await?;
+        let (status, bytes, _) = self.send(&call, deadline).await?;
         check_status(what, status, &bytes)?;
         token_from_answer(what, &bytes, Some(token))
     }
 
-    /// Reads one path with a Vault token.
+    /// Reads one path with a Vault token. The [`Budget`] is the answer's share of the
+    /// process's budget of answers in flight: keep it as long as the answer.
     pub async fn read(
         &self,
         token: &SecretString,
         spec: &ReadSpec,
         deadline: Instant,
-    ) -> Result<SecretResponse, VaultError> {
+    ) -> Result<(SecretResponse, Budget), VaultError> {
         let what = format!("{} {}", spec.method.as_str(), spec.display());
         let call = Call {
             what: &what,
@@ -140,7 +141,7 @@ impl VaultClient {
             token: Some(token),
             body: spec.body.as_deref(),
         };
-        let (status, bytes) = self.send(&call, deadline).await?;
+        let (status, bytes, budget) = self.send(&call, deadline).await?;
         check_status(&what, status, &bytes)?;
         if status == reqwest::StatusCode::NO_CONTENT || bytes.is_empty() {
             return Err(VaultError::BadAnswer {
@@ -150,10 +151,11 @@ impl VaultClient {
                         .into(),
             });
         }
-        SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
+        let answer = SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
             what,
             detail: "not a JSON object".into(),
-        })
+        })?;
+        Ok((answer, budget))
     }
 
     /// The HTTP request of `call` to `node`.

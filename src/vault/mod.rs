@@ -14,7 +14,7 @@ mod send;
 
 pub use crate::tls::install_crypto_provider;
 pub(crate) use answers::error_chain;
-pub use answers::{IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
+pub use answers::{Budget, IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
 pub use client::{VaultClient, VaultToken};
 pub use pool::{ClientPool, DEFAULT_CONCURRENCY, MAX_NODES, NODE_COOL_DOWN};
 pub use send::MAX_RATE_LIMIT_WAITS;
@@ -54,6 +54,10 @@ pub enum VaultError {
     Deadline { what: String },
     #[error("cannot set up the connection to Vault: {0}")]
     Setup(String),
+    #[error(
+        "the provider is reading as many large Vault answers as its memory budget allows; the mount will be retried"
+    )]
+    Busy,
     #[error("TLS with Vault at {address} failed: {detail}{hint}")]
     Tls {
         address: String,
@@ -71,6 +75,7 @@ impl VaultError {
             | VaultError::Timeout { .. }
             | VaultError::Sealed { .. }
             | VaultError::RateLimited { .. }
+            | VaultError::Busy
             | VaultError::Nodes { .. } => true,
             VaultError::Status { status, .. } => *status >= 500,
             _ => false,

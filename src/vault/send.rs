@@ -12,8 +12,8 @@
 
 use super::VaultError;
 use super::answers::{
-    BodyError, CLIENT_CERT_HINT, MAX_BODY, closed_by_peer, error_chain, read_body, retry_after,
-    status_error, tls_hint,
+    BodyError, Budget, CLIENT_CERT_HINT, MAX_BODY, closed_by_peer, error_chain, read_body,
+    retry_after, status_error, tls_hint,
 };
 use super::client::{Call, NodeClient, VaultClient};
 use std::time::Duration;
@@ -41,7 +41,7 @@ fn kv_upgrading(status: reqwest::StatusCode, body: &[u8]) -> bool {
 /// What one try on one node came to.
 enum Outcome {
     /// An answer to hand back (success, or a status the caller interprets).
-    Answer(reqwest::StatusCode, bytes::Bytes),
+    Answer(reqwest::StatusCode, bytes::Bytes, Budget),
     /// This node failed in a way another node (or a later try) may not.
     Failed(VaultError),
     /// Vault is rate limiting: wait, then try again.
@@ -56,7 +56,7 @@ impl VaultClient {
         &self,
         call: &Call<'_>,
         deadline: Instant,
-    ) -> Result<(reqwest::StatusCode, bytes::Bytes), VaultError> {
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes, Budget), VaultError> {
         let several = self.nodes.len() > 1;
         let mut last: Vec<Option<VaultError>> = vec![None; self.nodes.len()];
         let mut attempt = 0u32;
@@ -94,9 +94,9 @@ impl VaultClient {
                     .try_node(&self.nodes[i], call, per_try, remaining)
                     .await
                 {
-                    Outcome::Answer(status, body) => {
+                    Outcome::Answer(status, body, budget) => {
                         self.cluster.good(i);
-                        return Ok((status, body));
+                        return Ok((status, body, budget));
                     }
                     Outcome::Final(e) => return Err(e),
                     Outcome::RateLimited(e, after) => {
@@ -209,12 +209,12 @@ impl VaultClient {
             let resp = request.send().await?;
             let status = resp.status();
             let after = retry_after(resp.headers());
-            let body = read_body(resp).await?;
-            Ok::<_, BodyError>((status, after, body))
+            let (body, budget) = read_body(resp).await?;
+            Ok::<_, BodyError>((status, after, body, budget))
         })
         .await;
         let answered = match &outcome {
-            Ok(Ok((status, _, _))) => Some(status.as_u16()),
+            Ok(Ok((status, _, _, _))) => Some(status.as_u16()),
             _ => None,
         };
         crate::metrics::get().vault_request(call.operation, answered, started.elapsed());
@@ -226,6 +226,7 @@ impl VaultClient {
                 address: node.address.clone(),
                 timeout: per_try,
             }),
+            Ok(Err(BodyError::Busy)) => Outcome::Failed(VaultError::Busy),
             Ok(Err(BodyError::TooLarge)) => Outcome::Final(VaultError::BadAnswer {
                 what: call.what.to_string(),
                 detail: format!("larger than {MAX_BODY} bytes"),
@@ -256,7 +257,7 @@ impl VaultClient {
                     hint,
                 })
             }
-            Ok(Ok((status, after, body))) => {
+            Ok(Ok((status, after, body, budget))) => {
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     let message = super::answers::vault_errors(&body)
                         .unwrap_or_else(|| "no error text".into());
@@ -279,7 +280,7 @@ impl VaultClient {
                 if retry {
                     Outcome::Failed(status_error(call.what, status, &body, &node.address))
                 } else {
-                    Outcome::Answer(status, body)
+                    Outcome::Answer(status, body, budget)
                 }
             }
         }
