@@ -161,3 +161,18 @@ impl KeySource {
         Ok(VersionKey::new(key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_from_the_secret_are_refused() {
+        let source = KeySource::from_secret(None, "k".into());
+        for n in [0, 1, 16, 31] {
+            let e = source.checked(vec![7; n]).unwrap_err().to_string();
+            assert!(e.contains("at least 32"), "{e}");
+        }
+        assert!(source.checked(vec![7; 32]).is_ok());
+    }
+}

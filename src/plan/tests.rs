@@ -617,6 +617,24 @@ mod properties {
             }
         }
 
+        /// A secretPath that is accepted always names a path under /v1/ with no segment
+        /// that is, or decodes to, `.` or `..`, whatever encoding it was written in.
+        #[test]
+        fn accepted_paths_cannot_leave_their_prefix(
+            raw in "(/|v1/|%2[eEfF]|%5[cC]|\\.|\\.\\.|[a-z]|/){0,24}(\\?[a-z=&]{0,8})?",
+        ) {
+            if let Ok((path, _)) = normalise_secret_path(&raw) {
+                prop_assert!(path.starts_with("/v1/"));
+                for segment in path.trim_start_matches("/v1/").split('/') {
+                    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+                    prop_assert!(decoded != "." && decoded != ".." && !segment.is_empty(), "{}", path);
+                    prop_assert!(!segment.to_ascii_lowercase().contains("%2f"), "{}", path);
+                }
+                let url = url::Url::parse("http://v/").unwrap().join(path.trim_start_matches('/')).unwrap();
+                prop_assert!(url.path().starts_with("/v1/"), "{} -> {}", path, url.path());
+            }
+        }
+
         #[test]
         fn any_attributes_parse_or_say_why(text in "[ -~]{0,200}") {
             let _ = parse_text(&text, "{}", "420", DEFAULT_AUDIENCE);
