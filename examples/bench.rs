@@ -226,6 +226,7 @@ path "database/creds/app" { capabilities = ["read"] }
     drop(client);
     drop(provider);
     let fail = failover().await;
+    let hostile_peak = hostile(&bao).await;
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -342,10 +343,66 @@ path "database/creds/app" { capabilities = ["read"] }
         ms(*fail.latencies.last().unwrap_or(&Duration::ZERO))
     );
     println!(
+        "| 7 | resident memory, peak under a hostile mix (VmHWM) | {:.1} MiB | < 64 MiB |",
+        hostile_peak as f64 / 1024.0
+    );
+    println!(
         "\n({} warm samples each; benchmark took {:.0} s)",
         WARM_N,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Figure 7: a fresh provider under what hostile tenants send at once (`SECURITY.md`):
+/// 300 TLS settings, megabyte role names, deeply nested objects, and a tenant's server
+/// answering 7 MiB per read to 16 pods; returns the peak resident memory (VmHWM), KiB.
+async fn hostile(bao: &OpenBao) -> u64 {
+    use common::fake_vault::{Behaviour, FakeVault};
+    let provider = ProviderProcess::start(&bao.addr, &["-log-level=warn"]).await;
+    let client = provider.client().await;
+    let blob = "x".repeat(7 * 1024 * 1024);
+    let fake = FakeVault::start(Behaviour {
+        reads: vec![(200, json!({"data": {"value": "v", "blob": blob}}))],
+        ..Behaviour::default()
+    })
+    .await;
+    let base = |extra: Value| {
+        let mut p =
+            class("- {objectName: config, secretPath: secret/data/bench/obj0, secretKey: value}");
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let mut mixes: Vec<Value> = Vec::new();
+    for i in 0..300 {
+        mixes.push(base(
+            json!({"vaultTLSServerName": format!("name-{i}.example")}),
+        ));
+    }
+    for _ in 0..50 {
+        mixes.push(base(json!({"roleName": "r".repeat(1024 * 1024)})));
+    }
+    for _ in 0..20 {
+        mixes.push(base(
+            json!({"objects": format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))}),
+        ));
+    }
+    for _ in 0..16 {
+        mixes.push(base(json!({"vaultAddress": fake.addr})));
+    }
+    let mut tasks = Vec::new();
+    for (i, params) in mixes.into_iter().enumerate() {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let pod = Pod::new("bench", &format!("sa-{}", i % ACCOUNTS));
+            let _ = c.mount(pod.request(params)).await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    rss_kib(provider.child.id(), "VmHWM:")
 }
 
 const FAILOVER_WORKERS: usize = 16;

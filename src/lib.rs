@@ -26,6 +26,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod flags;
+pub mod goversion;
 pub mod health;
 pub mod identity;
 pub mod keys;

@@ -210,8 +210,21 @@ pub struct ObjectSpec {
     pub kind: ObjectKind,
     pub encoding: Encoding,
     pub mode: u32,
-    /// Canonical JSON of the object's settings: the first input of its version.
+    /// Canonical JSON of the object's settings.
     pub config: String,
+    /// What its object version is computed from.
+    pub version: VersionInput,
+}
+
+/// The first input of an object's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionInput {
+    /// The Go provider's `json.Marshal(config.Secret)`: the same version as the Go provider
+    /// (or the OpenBao fork) gives for the same key, object and content.
+    Go(String),
+    /// An object only this provider has (template, allKeys, selector), or one the Go
+    /// provider would not mount: versions of our own, in a domain of their own.
+    Own(String),
 }
 
 /// A validated Mount.
@@ -522,7 +535,12 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     }
 
     let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
-    let (reads, objects) = objects::parse_objects(objects_text, default_mode)?;
+    let flavour = if raw.default_audience == "openbao" {
+        crate::goversion::Flavour::OpenBao
+    } else {
+        crate::goversion::Flavour::Vault
+    };
+    let (reads, objects) = objects::parse_objects(objects_text, default_mode, flavour)?;
 
     Ok(MountPlan {
         pod,

@@ -5,7 +5,9 @@ use crate::error::MountError;
 use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
-use crate::plan::{self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec};
+use crate::plan::{
+    self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec, VersionInput,
+};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::render;
 use crate::response::SecretResponse;
@@ -504,11 +506,15 @@ fn respond(
     for (object, object_files) in plan.objects.iter().zip(rendered) {
         let dir = matches!(object.kind, ObjectKind::AllKeys(_));
         for (path, content) in object_files {
-            // A directory's files are versioned one by one, each with its own path.
-            let version = if dir {
-                key.version(&format!("{}\n{path}", object.config), content.expose())
-            } else {
-                key.version(&object.config, content.expose())
+            let version = match &object.version {
+                VersionInput::Go(json) => key.go_version(json, content.expose()),
+                // A directory's files are versioned one by one, each with its own path.
+                VersionInput::Own(config) if dir => {
+                    key.own_version(&[config.as_bytes(), path.as_bytes()], content.expose())
+                }
+                VersionInput::Own(config) => {
+                    key.own_version(&[config.as_bytes()], content.expose())
+                }
             };
             versions.push(ObjectVersion {
                 id: path.clone(),

@@ -320,6 +320,7 @@ mod tests {
             encoding,
             mode: 0o644,
             config: String::new(),
+            version: crate::plan::VersionInput::Own(String::new()),
         }
     }
 

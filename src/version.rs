@@ -1,10 +1,9 @@
 //! Object versions: `base64url(HMAC-SHA256(key, config ‖ content))`, 44 characters, so every
 //! node with the same key gives the same version for the same object and content, and a
-//! version reveals nothing about the content. Pure.
+//! version reveals nothing about the content. Objects the Go provider also has are
+//! versioned exactly as it versions them (`goversion.rs`); ours in a domain of their own.
+//! Pure.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// The HMAC key of object versions; `None` when no key could be had.
@@ -34,19 +33,23 @@ impl VersionKey {
         self.0.is_some()
     }
 
-    /// The version of one object; empty without a key.
-    pub fn version(&self, config: &str, content: &[u8]) -> String {
-        let Some(key) = &self.0 else {
-            return String::new();
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-            return String::new();
-        };
-        // Length-prefix the config so that no (config, content) pair can collide with another.
-        mac.update(&(config.len() as u64).to_be_bytes());
-        mac.update(config.as_bytes());
-        mac.update(content);
-        base64::engine::general_purpose::URL_SAFE.encode(mac.finalize().into_bytes())
+    /// The Go provider's version of an object: `base64url(HMAC-SHA256(key, json ‖ content))`
+    /// over its `json.Marshal(config.Secret)`; empty without a key.
+    pub fn go_version(&self, config_json: &str, content: &[u8]) -> String {
+        match &self.0 {
+            Some(key) => crate::goversion::go_object_version(key, config_json, content),
+            None => String::new(),
+        }
+    }
+
+    /// The version of an object only this provider has, in a domain of its own (it cannot
+    /// equal a Go-style version); `fields` are its settings (and file path); empty without
+    /// a key.
+    pub fn own_version(&self, fields: &[&[u8]], content: &[u8]) -> String {
+        match &self.0 {
+            Some(key) => crate::goversion::own_object_version(key, fields, content),
+            None => String::new(),
+        }
     }
 }
 
@@ -55,17 +58,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_changes_exactly_with_content_or_config() {
+    fn versions_change_exactly_with_content_or_settings() {
         let k = VersionKey::new(vec![7; 32]);
-        let v = k.version("{\"objectName\":\"a\"}", b"one");
+        let v = k.go_version("{\"ObjectName\":\"a\"}", b"one");
         assert_eq!(v.len(), 44);
-        assert_eq!(v, k.version("{\"objectName\":\"a\"}", b"one"));
-        assert_ne!(v, k.version("{\"objectName\":\"a\"}", b"two"));
-        assert_ne!(v, k.version("{\"objectName\":\"b\"}", b"one"));
+        assert_eq!(v, k.go_version("{\"ObjectName\":\"a\"}", b"one"));
+        assert_ne!(v, k.go_version("{\"ObjectName\":\"a\"}", b"two"));
+        assert_ne!(v, k.go_version("{\"ObjectName\":\"b\"}", b"one"));
         assert_ne!(
             v,
-            VersionKey::new(vec![8; 32]).version("{\"objectName\":\"a\"}", b"one")
+            VersionKey::new(vec![8; 32]).go_version("{\"ObjectName\":\"a\"}", b"one")
         );
-        assert_eq!(VersionKey::none().version("x", b"y"), "");
+        let own = k.own_version(&[b"{\"ObjectName\":\"a\"}"], b"one");
+        assert_eq!(own.len(), 44);
+        assert_ne!(
+            own, v,
+            "our own kinds never share a version with a Go-style object"
+        );
+        assert_eq!(VersionKey::none().go_version("x", b"y"), "");
+        assert_eq!(VersionKey::none().own_version(&[b"x"], b"y"), "");
     }
 }

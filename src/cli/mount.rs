@@ -408,6 +408,7 @@ fn write_file(dir: &Path, rel: &str, contents: &[u8], mode: u32) -> Result<(), S
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     crate::plan::validate_file_name(rel).map_err(|e| format!("refusing file {rel:?}: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut current = dir.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     let (name, parents) = parts.split_last().ok_or("empty file name")?;

@@ -2,7 +2,10 @@
 //! one [`ObjectSpec`] per object. Pure. Every check that can be made without Vault is made
 //! here: names, paths, methods, encodings, modes, selectors, and template syntax.
 
-use super::{Encoding, MAX_OBJECTS, Method, ObjectKind, ObjectSpec, PlanError, Pointer, ReadSpec};
+use super::{
+    Encoding, MAX_OBJECTS, Method, ObjectKind, ObjectSpec, PlanError, Pointer, ReadSpec,
+    VersionInput,
+};
 use crate::error::quote;
 use serde::Deserialize;
 use serde_json::Value;
@@ -136,6 +139,7 @@ fn parse_mode_text(text: &str) -> Option<i64> {
 pub fn parse_objects(
     text: &str,
     default_mode: u32,
+    flavour: crate::goversion::Flavour,
 ) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
     if text.len() > MAX_OBJECTS_TEXT {
         return Err(PlanError::ObjectsSyntax(format!(
@@ -245,16 +249,32 @@ pub fn parse_objects(
         if let Some(s) = &o.selector {
             config["selector"] = Value::String(s.clone());
         }
+        let config = config.to_string();
         objects.push(ObjectSpec {
             name: o.object_name,
             read,
             kind,
             encoding,
             mode,
-            config: config.to_string(),
+            version: VersionInput::Own(config.clone()),
+            config,
         });
     }
     check_tree(&objects)?;
+    // Objects the Go provider also has get its exact version input, so that a cluster
+    // switching providers sees no version change.
+    let go = crate::goversion::go_secrets(text)
+        .ok()
+        .filter(|g| g.len() == objects.len());
+    if let Some(go) = go {
+        for (o, g) in objects.iter_mut().zip(go) {
+            if matches!(o.kind, ObjectKind::Whole | ObjectKind::Key(_))
+                && let Ok(json) = g.config_json(flavour)
+            {
+                o.version = VersionInput::Go(json);
+            }
+        }
+    }
     Ok((reads, objects))
 }
 

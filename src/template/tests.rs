@@ -265,6 +265,8 @@ mod properties {
         /// same JSON, and whose every key is reachable by name.
         #[test]
         fn context_reflects_the_answer(data in prop::collection::btree_map("[a-z]{1,6}", json(), 0..6)) {
+            // A map under "data" is KV v2's inner data, which `secret` is then (tested above).
+            prop_assume!(!data.get("data").is_some_and(|d| d.is_object()));
             let map: serde_json::Map<String, serde_json::Value> = data.clone().into_iter().collect();
             let a = SecretResponse { data: Some(map.clone()), ..Default::default() };
             let objects = BTreeMap::new();

@@ -88,9 +88,7 @@ const SMALL_ANSWER: usize = 32 * 1024;
 /// form) in one piece before it is read, waiting inside the caller's timeout, and keeps it
 /// with the answer until the Mount is done; a body of unknown length that grows past the
 /// small size takes its share as it comes or fails at once. Nothing waits holding a part.
-pub async fn read_body(
-    mut resp: reqwest::Response,
-) -> Result<(bytes::Bytes, Budget), BodyError> {
+pub async fn read_body(mut resp: reqwest::Response) -> Result<(bytes::Bytes, Budget), BodyError> {
     let mut held = Vec::new();
     let declared = resp.content_length().map(|n| n as usize);
     if let Some(n) = declared {
@@ -107,7 +105,9 @@ pub async fn read_body(
     }
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = resp.chunk().await? {
-        if buf.len() + chunk.len() > MAX_BODY || declared.is_some_and(|n| buf.len() + chunk.len() > n) {
+        if buf.len() + chunk.len() > MAX_BODY
+            || declared.is_some_and(|n| buf.len() + chunk.len() > n)
+        {
             return Err(BodyError::TooLarge);
         }
         buf.extend_from_slice(&chunk);
