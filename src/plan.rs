@@ -385,16 +385,15 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
         .collect()
 }
 
-/// A driver token must be the named pod's own: its namespace, service account and (when
-/// the token is bound to a pod) pod name and uid must match kubelet's attributes. Vault
-/// verifies the token's signature; this stops one pod's token being used for another.
+/// A driver token must be of the named pod's service account: its namespace and service
+/// account must match kubelet's attributes (Vault verifies the token's signature; this
+/// stops one account's token logging in for another's pod). The pod it is bound to may
+/// differ: the secrets-store-sync-controller mounts under its own pod's name.
 fn check_token_claims(token: &SecretString, pod: &PodInfo) -> Result<(), PlanError> {
     let c = token_claims(token.expose());
     let pairs = [
         (c.namespace.as_deref(), pod.namespace.as_str()),
         (c.service_account.as_deref(), pod.service_account.as_str()),
-        (c.pod_name.as_deref(), pod.name.as_str()),
-        (c.pod_uid.as_deref(), pod.uid.as_str()),
     ];
     let differs = pairs
         .iter()

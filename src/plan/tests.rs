@@ -395,12 +395,13 @@ fn token_claims_give_the_service_account_uid() {
         p.token.unwrap().service_account_uid.as_deref(),
         Some("sa-uid-1")
     );
-    // A token of another pod, namespace or service account is refused.
-    for (field, other) in [
-        ("/kubernetes.io/namespace", "other"),
-        ("/kubernetes.io/serviceaccount/name", "other"),
-        ("/kubernetes.io/pod/name", "other-0"),
-        ("/kubernetes.io/pod/uid", "uid-2"),
+    // A token of another namespace or service account is refused; one bound to another
+    // pod of the same account is not (the sync controller mounts under its own pod).
+    for (field, other, refused) in [
+        ("/kubernetes.io/namespace", "other", true),
+        ("/kubernetes.io/serviceaccount/name", "other", true),
+        ("/kubernetes.io/pod/name", "other-0", false),
+        ("/kubernetes.io/pod/uid", "uid-2", false),
     ] {
         let mut bad = payload.clone();
         *bad.pointer_mut(field).unwrap() = json!(other);
@@ -408,8 +409,13 @@ fn token_claims_give_the_service_account_uid() {
         let mut a = attrs(ONE);
         let tokens = json!({"vault": {"token": jwt, "expirationTimestamp": ""}}).to_string();
         a.insert(TOKENS_KEY.into(), json!(tokens));
-        let e = plan_with(a, "{}").unwrap_err();
-        assert!(matches!(e, PlanError::TokenMismatch { .. }), "{field}: {e}");
+        match plan_with(a, "{}") {
+            Err(e) => assert!(
+                refused && matches!(e, PlanError::TokenMismatch { .. }),
+                "{field}: {e}"
+            ),
+            Ok(_) => assert!(!refused, "{field}: accepted"),
+        }
     }
 }
 
