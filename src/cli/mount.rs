@@ -136,6 +136,23 @@ struct ClassSpec {
     parameters: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
+/// The audience a class without one gets: `openbao` for `provider: openbao` (served on
+/// `openbao.sock`), `vault` otherwise, as the provider's sockets default.
+fn default_audience(provider: &str) -> &'static str {
+    if provider == "openbao" {
+        "openbao"
+    } else {
+        crate::plan::DEFAULT_AUDIENCE
+    }
+}
+
+/// The default audience of a SecretProviderClass file's provider (see [`driver_request`]).
+pub fn class_default_audience(class_yaml: &str) -> &'static str {
+    serde_yaml_ng::from_str::<ClassFile>(class_yaml)
+        .map(|c| default_audience(&c.spec.provider))
+        .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
+}
+
 /// The MountRequest the driver would send for this class, pod and token.
 pub fn driver_request(
     class_yaml: &str,
@@ -200,7 +217,7 @@ pub fn driver_request(
         .get("audience")
         .and_then(|a| a.as_str())
         .filter(|a| !a.is_empty())
-        .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
+        .unwrap_or(default_audience(&class.spec.provider))
         .to_string();
     let expiration = claims
         .expiration
@@ -271,8 +288,10 @@ pub fn main(args: &[String]) -> i32 {
     };
     crate::logs::init(quiet, settings.log_format, settings.log_stream);
 
+    let mut audience = crate::plan::DEFAULT_AUDIENCE;
     let request = match (|| {
         let class = read_input(class_path, "class file")?;
+        audience = class_default_audience(&class);
         let token = read_input(token_path, "token file")?;
         let token = token.trim();
         if token.is_empty() {
@@ -316,7 +335,6 @@ pub fn main(args: &[String]) -> i32 {
                     crate::provider::Provider::from_settings(&settings, &settings::process_env)
                         .map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
                 let deadline = tokio::time::Instant::now() + timeout;
-                let audience = crate::plan::DEFAULT_AUDIENCE;
                 let attributes = crate::plan::Attributes::parse(&request.attributes)
                     .map_err(|e| crate::error::MountError::from(e).to_status())?;
                 let work = provider.mount(&request, &attributes, audience, deadline);
@@ -504,5 +522,14 @@ spec:
         );
         let other = class.replace("provider: vault", "provider: azure");
         assert!(driver_request(&other, "t", &BTreeMap::new()).is_err());
+        // An OpenBao class without an audience uses the openbao audience, as on openbao.sock.
+        let bao = class.replace("provider: vault", "provider: openbao");
+        assert_eq!(class_default_audience(&bao), "openbao");
+        assert_eq!(class_default_audience(class), "vault");
+        let req = driver_request(&bao, "a.b.c", &BTreeMap::new()).unwrap();
+        let attrs: serde_json::Value = serde_json::from_str(&req.attributes).unwrap();
+        let tokens: serde_json::Value =
+            serde_json::from_str(attrs[TOKENS_KEY].as_str().unwrap()).unwrap();
+        assert_eq!(tokens["openbao"]["token"], "a.b.c");
     }
 }
