@@ -354,7 +354,7 @@ path "database/creds/app" { capabilities = ["read"] }
 }
 
 /// Figure 7: a fresh provider under what hostile tenants send at once (`SECURITY.md`):
-/// 300 TLS settings, megabyte role names, deeply nested objects, and a tenant's server
+/// 300 TLS settings, megabyte and 200 KiB role names, deeply nested objects, and a tenant's server
 /// answering 7 MiB per read to 16 pods; returns the peak resident memory (VmHWM), KiB.
 async fn hostile(bao: &OpenBao) -> u64 {
     use common::fake_vault::{Behaviour, FakeVault};
@@ -382,6 +382,9 @@ async fn hostile(bao: &OpenBao) -> u64 {
     }
     for _ in 0..50 {
         mixes.push(base(json!({"roleName": "r".repeat(1024 * 1024)})));
+    }
+    for _ in 0..50 {
+        mixes.push(base(json!({"roleName": "r".repeat(200 * 1024)})));
     }
     for _ in 0..20 {
         mixes.push(base(

@@ -58,6 +58,10 @@ pub enum MountError {
         "the volume's files come to {size} bytes, more than the {limit} the driver accepts: split the class, or raise the driver's --max-call-recv-msg-size and this provider's -max-response-size together"
     )]
     TooLarge { size: usize, limit: usize },
+    #[error(
+        "the provider is working on as many large Mount requests as its memory budget allows; the driver will call again"
+    )]
+    Busy,
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -179,6 +183,7 @@ impl MountError {
             MountError::Template { source, .. } => source.code(),
             MountError::Deadline(_) => Code::DeadlineExceeded,
             MountError::TooLarge { .. } => Code::ResourceExhausted,
+            MountError::Busy => Code::Unavailable,
             MountError::Internal(_) => Code::Internal,
         }
     }

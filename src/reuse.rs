@@ -149,6 +149,26 @@ struct LeaseEntry {
     bytes: usize,
 }
 
+/// About the bytes an answer takes in memory, counted without copying it.
+fn answer_size(answer: &SecretResponse) -> usize {
+    fn value(v: &serde_json::Value) -> usize {
+        32 + match v {
+            serde_json::Value::String(s) => s.len(),
+            serde_json::Value::Array(items) => items.iter().map(value).sum(),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            _ => 0,
+        }
+    }
+    256 + answer.request_id.len()
+        + answer.lease_id.len()
+        + answer
+            .data
+            .as_ref()
+            .map_or(0, |d| d.iter().map(|(k, v)| k.len() + value(v)).sum())
+        + answer.auth.as_ref().map_or(0, value)
+        + answer.wrap_info.as_ref().map_or(0, value)
+}
+
 /// Bytes of leases and certificates kept at most, whatever `-lease-store-size` allows.
 pub const LEASE_STORE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -232,7 +252,7 @@ impl Leases {
                 *last = Some(now);
             }
         }
-        let bytes = serde_json::to_vec(&**answer).map_or(0, |v| v.len())
+        let bytes = answer_size(answer)
             + key.identity.weight()
             + key.pod_uid.len()
             + key.spec.path.len()

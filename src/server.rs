@@ -156,7 +156,7 @@ pub async fn run(
             settings.default_deadline,
             audience,
         ))
-        .max_decoding_message_size(4 * 1024 * 1024)
+        .max_decoding_message_size(crate::service::MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
         tracing::info!(socket = %file.path.display(), default_audience = audience, "serving provider API");
         health.serving(file.path.clone(), file.inode);
@@ -220,7 +220,7 @@ async fn serve_connection(
 ) {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .max_concurrent_streams(4096)
+        .max_concurrent_streams(256)
         .max_send_buf_size(4 * 1024 * 1024)
         .keep_alive_interval(None);
     // Between the socket and the HTTP/2 server: old drivers' path-shaped `:authority`.

@@ -15,6 +15,20 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 pub const API_VERSION: &str = "v1alpha1";
+
+/// Largest Mount request accepted (checked from the gRPC frame's length before it is
+/// read): a class's `objects` (256 KiB at most), the tokens and the other parameters fit
+/// with room to spare.
+pub const MAX_REQUEST: usize = 512 * 1024;
+/// Requests larger than this take a share of [`REQUEST_BYTES`] while they are worked on.
+const SMALL_REQUEST: usize = 64 * 1024;
+/// Bytes of large requests worked on at once (three times each request's size: the request,
+/// its parsed attributes, its plan). A large request that finds it spent is answered
+/// UNAVAILABLE at once (the driver calls again a moment later) rather than waiting while it
+/// holds its memory; ordinary requests never touch it.
+pub const REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+static REQUEST_BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(REQUEST_BYTES);
 pub const RUNTIME_NAME: &str = "vault-csi-provider";
 
 pub struct Service {
@@ -98,6 +112,20 @@ impl CsiDriverProvider for Service {
         let request = request.into_inner();
         let started = std::time::Instant::now();
         let _in_flight = crate::metrics::InFlight::start();
+        let size = request.attributes.len() + request.secrets.len() + request.permission.len();
+        let _budget = if size > SMALL_REQUEST {
+            let share = (3 * size).min(REQUEST_BYTES) as u32;
+            match REQUEST_BUDGET.try_acquire_many(share) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let status = MountError::Busy.to_status();
+                    crate::metrics::get().mount_done(status.code(), started.elapsed());
+                    return Err(status);
+                }
+            }
+        } else {
+            None
+        };
         // Parsed once, here, so that every outcome is logged with the pod's name.
         let attributes = match Attributes::parse(&request.attributes) {
             Ok(a) => a,

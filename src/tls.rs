@@ -30,6 +30,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The system's trusted roots, read once (blocking: first used off the async runtime).
+static SYSTEM_ROOTS: std::sync::LazyLock<Arc<RootCertStore>> = std::sync::LazyLock::new(|| {
+    let mut store = RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = store.add(cert);
+    }
+    Arc::new(store)
+});
+
 /// Largest TLS file (CA bundle, certificate, key) accepted.
 pub const MAX_TLS_FILE: u64 = 1024 * 1024;
 /// Most files read from a CA directory, and most bytes in all of them.
@@ -163,17 +172,20 @@ pub fn build(
     let verifier: Arc<dyn ServerCertVerifier> = if skip_verify {
         Arc::new(NoVerification(provider))
     } else {
-        let mut store = RootCertStore::empty();
-        let certs = match roots {
-            Roots::System => rustls_native_certs::load_native_certs().certs,
-            Roots::Certs(c) => c,
+        let store = match roots {
+            // Read once and shared by every client that trusts the system's roots.
+            Roots::System => SYSTEM_ROOTS.clone(),
+            Roots::Certs(certs) => {
+                let mut store = RootCertStore::empty();
+                for cert in certs {
+                    store
+                        .add(cert)
+                        .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+                }
+                Arc::new(store)
+            }
         };
-        for cert in certs {
-            store
-                .add(cert)
-                .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
-        }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+        let webpki = WebPkiServerVerifier::builder_with_provider(store, provider)
             .build()
             .map_err(|e| format!("TLS: {e}"))?;
         match server_name {

@@ -160,8 +160,19 @@ async fn many_tls_settings_and_huge_parameters_stay_in_budget() {
         "after 300 TLS settings: {} KiB",
         n.rss()
     );
-    // Parameters of a megabyte: refused, with a short message naming the parameter.
-    let huge = "r".repeat(1024 * 1024);
+    // A request of megabytes is refused from its gRPC frame's length, before it is read.
+    let e = n
+        .refused(class(json!({"roleName": "r".repeat(1024 * 1024)})))
+        .await;
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{:?}: {}",
+        e.code(),
+        e.message()
+    );
+    assert!(e.message().len() < 1100);
+    // Parameters of 100 KiB: refused, with a short message naming the parameter.
+    let huge = "r".repeat(100 * 1024);
     for (key, field) in [
         ("roleName", "roleName"),
         ("vaultNamespace", "vaultNamespace"),
@@ -175,7 +186,7 @@ async fn many_tls_settings_and_huge_parameters_stay_in_budget() {
     }
     let e = n
         .refused(class(json!({
-            "objects": format!("- {{objectName: k, secretPath: secret/{}, secretKey: k}}", "p".repeat(256 * 1024))
+            "objects": format!("- {{objectName: k, secretPath: secret/{}, secretKey: k}}", "p".repeat(200 * 1024))
         })))
         .await;
     short_and_named(&e, Code::InvalidArgument, "secretPath");

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// Largest `objects` text accepted, before it is parsed.
-pub const MAX_OBJECTS_TEXT: usize = 1024 * 1024;
+pub const MAX_OBJECTS_TEXT: usize = 256 * 1024;
 
 /// Deepest nesting of the objects YAML accepted (a class needs a handful of levels).
 pub const MAX_NESTING: usize = 100;

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Bytes of answer bodies being read at once, across every Vault the process talks to: a
 /// tenant's server that sends huge answers waits for its turn instead of growing the process.
-pub const IN_FLIGHT_BODY_BYTES: usize = 24 * 1024 * 1024;
+pub const IN_FLIGHT_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// The longest lease or token lifetime believed, in seconds (a year).
 pub const MAX_LEASE_SECS: u64 = 365 * 24 * 3600;
 

@@ -86,6 +86,9 @@ pub const CLIENT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes of cluster states (one per address list) kept at most.
 const CLUSTER_CACHE_BYTES: u64 = 2 * 1024 * 1024;
 
+/// HTTP clients being built at once at most.
+static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// A cached HTTP client: transport, TLS setting, and the stamps of the files it read.
 type HttpKey = (Option<String>, TlsSettings, Vec<Option<crate::tls::Stamp>>);
 
@@ -189,6 +192,15 @@ impl ClientPool {
         key: HttpKey,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Client, VaultError> {
+        if let Some(c) = self.http.get(&key) {
+            return Ok(c);
+        }
+        // A few builds at a time: each holds a TLS configuration and a thread while it runs.
+        let Ok(Ok(_build)) = tokio::time::timeout_at(deadline, BUILDS.acquire()).await else {
+            return Err(VaultError::Deadline {
+                what: "waiting to set up a connection to Vault".into(),
+            });
+        };
         if let Some(c) = self.http.get(&key) {
             return Ok(c);
         }
