@@ -94,6 +94,19 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// Names (keys, never values) for a message: quoted, the first 20, `none` for none.
+pub fn name_list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
+    let mut shown: Vec<String> = names.take(21).map(|n| quote(n.as_ref())).collect();
+    if shown.is_empty() {
+        return "none".into();
+    }
+    if shown.len() > 20 {
+        shown.truncate(20);
+        shown.push("...".into());
+    }
+    shown.join(", ")
+}
+
 fn names(objects: &[String]) -> String {
     let mut quoted: Vec<String> = objects.iter().take(5).map(|o| quote(o)).collect();
     if objects.len() > 5 {

@@ -237,15 +237,7 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
 }
 
 fn key_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    let mut names: Vec<String> = keys.take(21).map(|k| quote(k)).collect();
-    if names.is_empty() {
-        return "none".into();
-    }
-    if names.len() > 20 {
-        names.truncate(20);
-        names.push("...".into());
-    }
-    names.join(", ")
+    crate::error::name_list(keys)
 }
 
 /// Decodes `raw` as `encoding`; `key` names the value in messages.

@@ -536,24 +536,11 @@ fn names_of(v: &Value) -> String {
     let Ok(keys) = v.try_iter() else {
         return "none".into();
     };
-    let mut names: Vec<String> = keys
-        .take(21)
-        .map(|k| {
-            quote(
-                &k.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| k.to_string()),
-            )
-        })
-        .collect();
-    if names.is_empty() {
-        return "none".into();
-    }
-    if names.len() > 20 {
-        names.truncate(20);
-        names.push("...".into());
-    }
-    names.join(", ")
+    crate::error::name_list(keys.map(|k| {
+        k.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| k.to_string())
+    }))
 }
 
 /// The first step of `expr` that is undefined, and the names where it stopped.

@@ -26,6 +26,7 @@
 
 mod common;
 
+use common::kits::*;
 use common::kube::{KubeApi, REVIEWER_TOKEN};
 use common::*;
 use serde::Deserialize;
@@ -35,12 +36,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vault_csi_provider::proto::{MountRequest, MountResponse};
-
-/// kubernetes-validate as pinned in scripts/setup.sh.
-const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
-/// The oldest and newest Kubernetes whose schemas kubernetes-validate 1.37.0 bundles.
-const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
-const SETUP_HINT: &str = "run scripts/setup.sh";
 
 /// Where the guide's files live.
 const EXAMPLE_DIRS: [&str; 2] = ["deploy/examples/install", "deploy/examples/migration"];
@@ -60,89 +55,8 @@ const GUIDE_SECTIONS: [&str; 3] = [
 ];
 const AFTER_SECTIONS: &str = "## Tests";
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn in_path(name: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn kubectl() -> PathBuf {
-    in_path("kubectl").unwrap_or_else(|| {
-        panic!(
-            "kubectl was not found in PATH; the guide's kustomizations are rendered with \
-             `kubectl kustomize`. {SETUP_HINT}, or install kubectl 1.21 or later"
-        )
-    })
-}
-
-fn kubernetes_validate() -> PathBuf {
-    let local = repo().join(".tools/venv/bin/kubernetes-validate");
-    let bin = if local.is_file() {
-        local
-    } else {
-        in_path("kubernetes-validate").unwrap_or_else(|| {
-            panic!(
-                "kubernetes-validate was not found in .tools/venv or PATH: {SETUP_HINT} \
-                 (installs kubernetes-validate=={KUBERNETES_VALIDATE_VERSION} into .tools/venv)"
-            )
-        })
-    };
-    let out = Command::new(&bin).arg("--version").output().unwrap();
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        version,
-        KUBERNETES_VALIDATE_VERSION,
-        "{} is kubernetes-validate {version}, the tests pin {KUBERNETES_VALIDATE_VERSION}: {SETUP_HINT}",
-        bin.display()
-    );
-    bin
-}
-
-/// `kubectl kustomize` of a directory; it must render without a word on stderr.
-fn render(kit: &str) -> String {
-    let out = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(repo().join(kit))
-        .output()
-        .expect("cannot run kubectl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {kit} failed ({}): {stderr}",
-        out.status
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "kubectl kustomize {kit} warned: {stderr}"
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The documents of a YAML stream, as JSON values.
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|d| serde_yaml_ng::Value::deserialize(d).expect("invalid YAML"))
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::to_value(v).unwrap())
-        .collect()
-}
-
-fn object_id(o: &Value) -> String {
-    format!(
-        "{}/{}",
-        o["kind"].as_str().unwrap().to_lowercase(),
-        o["metadata"]["name"].as_str().unwrap()
-    )
 }
 
 /// Every file under the guide's directories, as repository paths, sorted.
@@ -835,7 +749,6 @@ fn the_drivers_values_enable_sync_and_rotation_and_ask_for_both_audiences() {
 
 #[test]
 fn every_kubernetes_object_of_the_guide_validates_strictly_on_the_oldest_and_newest_kubernetes() {
-    let validator = kubernetes_validate();
     let dir = tempfile::tempdir().unwrap();
     let mut files: Vec<(String, PathBuf, Vec<Value>)> = Vec::new();
     let mut kits = 0;
@@ -873,37 +786,7 @@ fn every_kubernetes_object_of_the_guide_validates_strictly_on_the_oldest_and_new
         files.push((f, file, objs));
     }
     assert!(kits >= 3 && classes >= 2, "kits {kits}, classes {classes}");
-    for version in KUBERNETES_VERSIONS {
-        let out = Command::new(&validator)
-            .args(["--strict", "-k", version])
-            .args(files.iter().map(|(_, f, _)| f))
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "strict validation against Kubernetes {version} failed:\n{report}"
-        );
-        let minor = version.trim_end_matches(".0");
-        for (f, file, objs) in &files {
-            for o in objs {
-                let line = format!(
-                    "{} passed for resource {} against version {minor}",
-                    file.display(),
-                    object_id(o)
-                );
-                assert!(
-                    report.contains(&line),
-                    "{f}: {} not validated against {version}:\n{report}",
-                    object_id(o)
-                );
-            }
-        }
-    }
+    validate_strictly(&files);
 }
 
 #[test]

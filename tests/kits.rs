@@ -10,8 +10,8 @@
 
 mod common;
 
+use common::kits::*;
 use common::*;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,91 +23,6 @@ const OPENBAO: &str = "deploy/overlays/openbao";
 const VAULT_AGENT: &str = "deploy/overlays/vault-agent";
 const KITS: [&str; 3] = [BASE, OPENBAO, VAULT_AGENT];
 const SINGLE_FILE: &str = "deploy/vault-csi-provider.yaml";
-
-/// kubernetes-validate as pinned in scripts/setup.sh.
-const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
-/// The oldest and the newest Kubernetes whose schemas kubernetes-validate 1.37.0 bundles
-/// (1.25 to 1.37); the Secrets Store CSI driver needs 1.21 or later, so both are supported.
-const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
-
-const SETUP_HINT: &str = "run scripts/setup.sh";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_path(name: &str) -> Option<PathBuf> {
-    std::env::var("PATH")
-        .ok()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn kubectl() -> PathBuf {
-    in_path("kubectl").unwrap_or_else(|| {
-        panic!(
-            "kubectl was not found in PATH; the install-kit tests render deploy/ with \
-             `kubectl kustomize`. {SETUP_HINT} (it installs Debian's kubernetes-client when \
-             that is 1.21 or later; Debian 12's is 1.20, too old), or install kubectl 1.21 or \
-             later as https://kubernetes.io/docs/tasks/tools/ describes"
-        )
-    })
-}
-
-fn kubernetes_validate() -> PathBuf {
-    let local = repo().join(".tools/venv/bin/kubernetes-validate");
-    let bin = if local.is_file() {
-        local
-    } else {
-        in_path("kubernetes-validate").unwrap_or_else(|| {
-            panic!(
-                "kubernetes-validate was not found in .tools/venv or PATH: {SETUP_HINT} \
-                 (installs kubernetes-validate=={KUBERNETES_VALIDATE_VERSION} into .tools/venv)"
-            )
-        })
-    };
-    let out = Command::new(&bin).arg("--version").output().unwrap();
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(
-        version,
-        KUBERNETES_VALIDATE_VERSION,
-        "{} is kubernetes-validate {version}, the tests pin {KUBERNETES_VALIDATE_VERSION}: {SETUP_HINT}",
-        bin.display()
-    );
-    bin
-}
-
-/// `kubectl kustomize` of one kit; it must render without a word on stderr (a deprecated
-/// field is a warning there).
-fn render(kit: &str) -> String {
-    let out = Command::new(kubectl())
-        .arg("kustomize")
-        .arg(repo().join(kit))
-        .output()
-        .expect("cannot run kubectl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {kit} failed ({}): {stderr}\nkubectl's built-in kustomize must be \
-         v4 or later (kubectl 1.21+): `kubectl version --client`",
-        out.status
-    );
-    assert!(
-        stderr.trim().is_empty(),
-        "kubectl kustomize {kit} warned: {stderr}"
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The documents of a YAML stream, as JSON values.
-fn documents(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|d| serde_yaml_ng::Value::deserialize(d).expect("invalid YAML"))
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::to_value(v).unwrap())
-        .collect()
-}
 
 fn objects(kit: &str) -> Vec<Value> {
     documents(&render(kit))
@@ -182,17 +97,8 @@ fn volume<'a>(ds: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no volume {name}"))
 }
 
-fn object_id(o: &Value) -> String {
-    format!(
-        "{}/{}",
-        o["kind"].as_str().unwrap().to_lowercase(),
-        o["metadata"]["name"].as_str().unwrap()
-    )
-}
-
 #[test]
 fn every_kit_renders_and_every_object_validates_strictly_on_the_oldest_and_newest_kubernetes() {
-    let validator = kubernetes_validate();
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for kit in KITS {
@@ -201,40 +107,9 @@ fn every_kit_renders_and_every_object_validates_strictly_on_the_oldest_and_newes
         assert!(objs.len() >= 6, "{kit}: only {} objects", objs.len());
         let file = dir.path().join(format!("{}.yaml", kit.replace('/', "_")));
         std::fs::write(&file, &text).unwrap();
-        files.push((kit, file, objs));
+        files.push((kit.to_string(), file, objs));
     }
-    for version in KUBERNETES_VERSIONS {
-        let out = Command::new(&validator)
-            .args(["--strict", "-k", version])
-            .args(files.iter().map(|(_, f, _)| f))
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "strict validation against Kubernetes {version} failed:\n{report}"
-        );
-        let minor = version.trim_end_matches(".0");
-        // Every object was validated (none skipped as unknown), in every file.
-        for (kit, file, objs) in &files {
-            for o in objs {
-                let line = format!(
-                    "{} passed for resource {} against version {minor}",
-                    file.display(),
-                    object_id(o)
-                );
-                assert!(
-                    report.contains(&line),
-                    "{kit}: {} not validated against {version}:\n{report}",
-                    object_id(o)
-                );
-            }
-        }
-    }
+    validate_strictly(&files);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod fake_vault;
+pub mod kits;
 pub mod kube;
 pub mod old_driver;
 pub mod postgres;

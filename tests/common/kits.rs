@@ -1,0 +1,139 @@
+//! The install kits' tools: `kubectl kustomize` to render them and kubernetes-validate
+//! (pinned in scripts/setup.sh) to check every object strictly. Fail, never skip, when a
+//! tool is missing.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// kubernetes-validate as pinned in scripts/setup.sh.
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.37.0";
+/// The oldest and the newest Kubernetes whose schemas kubernetes-validate 1.37.0 bundles
+/// (1.25 to 1.37); the Secrets Store CSI driver needs 1.21 or later, so both are supported.
+pub const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+
+pub const SETUP_HINT: &str = "run scripts/setup.sh";
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn in_path(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+pub fn kubectl() -> PathBuf {
+    in_path("kubectl").unwrap_or_else(|| {
+        panic!(
+            "kubectl was not found in PATH; the install-kit tests render deploy/ with \
+             `kubectl kustomize`. {SETUP_HINT} (it installs Debian's kubernetes-client when \
+             that is 1.21 or later; Debian 12's is 1.20, too old), or install kubectl 1.21 or \
+             later as https://kubernetes.io/docs/tasks/tools/ describes"
+        )
+    })
+}
+
+pub fn kubernetes_validate() -> PathBuf {
+    let local = repo().join(".tools/venv/bin/kubernetes-validate");
+    let bin = if local.is_file() {
+        local
+    } else {
+        in_path("kubernetes-validate").unwrap_or_else(|| {
+            panic!(
+                "kubernetes-validate was not found in .tools/venv or PATH: {SETUP_HINT} \
+                 (installs kubernetes-validate=={KUBERNETES_VALIDATE_VERSION} into .tools/venv)"
+            )
+        })
+    };
+    let out = Command::new(&bin).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        version,
+        KUBERNETES_VALIDATE_VERSION,
+        "{} is kubernetes-validate {version}, the tests pin {KUBERNETES_VALIDATE_VERSION}: {SETUP_HINT}",
+        bin.display()
+    );
+    bin
+}
+
+/// `kubectl kustomize` of one kit; it must render without a word on stderr (a deprecated
+/// field is a warning there).
+pub fn render(kit: &str) -> String {
+    let out = Command::new(kubectl())
+        .arg("kustomize")
+        .arg(repo().join(kit))
+        .output()
+        .expect("cannot run kubectl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {kit} failed ({}): {stderr}\nkubectl's built-in kustomize must be \
+         v4 or later (kubectl 1.21+): `kubectl version --client`",
+        out.status
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "kubectl kustomize {kit} warned: {stderr}"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documents of a YAML stream, as JSON values.
+pub fn documents(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).expect("invalid YAML"))
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+pub fn object_id(o: &Value) -> String {
+    format!(
+        "{}/{}",
+        o["kind"].as_str().unwrap().to_lowercase(),
+        o["metadata"]["name"].as_str().unwrap()
+    )
+}
+
+/// Validates every object of `files` (a name for messages, the file, its objects) strictly
+/// against each of [`KUBERNETES_VERSIONS`], and checks that none was skipped as unknown.
+pub fn validate_strictly(files: &[(String, PathBuf, Vec<Value>)]) {
+    let validator = kubernetes_validate();
+    for version in KUBERNETES_VERSIONS {
+        let out = Command::new(&validator)
+            .args(["--strict", "-k", version])
+            .args(files.iter().map(|(_, f, _)| f))
+            .output()
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "strict validation against Kubernetes {version} failed:\n{report}"
+        );
+        let minor = version.trim_end_matches(".0");
+        // Every object was validated (none skipped as unknown), in every file.
+        for (kit, file, objs) in files {
+            for o in objs {
+                let line = format!(
+                    "{} passed for resource {} against version {minor}",
+                    file.display(),
+                    object_id(o)
+                );
+                assert!(
+                    report.contains(&line),
+                    "{kit}: {} not validated against {version}:\n{report}",
+                    object_id(o)
+                );
+            }
+        }
+    }
+}
