@@ -683,8 +683,8 @@ fn encoded_dots_control_characters_and_sizes_are_refused_before_vault() {
         format!("{}{}", "[".repeat(60_000), "]".repeat(60_000)),
         format!(
             "- objectName: a\n  secretArgs: {}1{}",
-            "{a: ".repeat(60_000),
-            "}".repeat(60_000)
+            "{a: ".repeat(40_000),
+            "}".repeat(40_000)
         ),
         (0..2_000)
             .map(|i| format!("{}- x\n", " ".repeat(i % 400)))
