@@ -176,38 +176,37 @@ impl ClientPool {
                 http,
             });
         }
-        let cluster = match self.clusters.get(&conn.address) {
-            Some(c) => c,
-            None => {
-                let c = Arc::new(Cluster::new(nodes.len(), self.concurrency));
-                self.clusters.insert(conn.address.clone(), c.clone());
-                c
-            }
-        };
+        // Created once even when many Mounts meet a new cluster at the same moment: its
+        // concurrency bound must be one semaphore.
+        let n = nodes.len();
+        let cluster = self
+            .clusters
+            .get_or_insert_with(&conn.address, || {
+                Ok::<_, std::convert::Infallible>(Arc::new(Cluster::new(n, self.concurrency)))
+            })
+            .unwrap_or_else(|never| match never {});
         Ok(VaultClient::new(cluster, nodes, conn))
     }
 
+    /// The HTTP client for `key`, built once however many Mounts ask at the same moment.
     async fn http(
         &self,
         key: HttpKey,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Client, VaultError> {
-        if let Some(c) = self.http.get(&key) {
-            return Ok(c);
-        }
-        // A few builds at a time: each holds a TLS configuration and a thread while it runs.
-        let Ok(Ok(_build)) = tokio::time::timeout_at(deadline, BUILDS.acquire()).await else {
-            return Err(VaultError::Deadline {
-                what: "waiting to set up a connection to Vault".into(),
-            });
-        };
-        if let Some(c) = self.http.get(&key) {
-            return Ok(c);
-        }
         let (socket, tls) = (key.0.clone(), key.1.clone());
-        let c = blocking(deadline, move || build_http(socket.as_deref(), &tls)).await?;
-        self.http.insert(key, c.clone());
-        Ok(c)
+        self.http
+            .get_or_insert_async(&key, async move {
+                // A few builds at a time: each holds a TLS configuration and a thread.
+                let Ok(Ok(_build)) = tokio::time::timeout_at(deadline, BUILDS.acquire()).await
+                else {
+                    return Err(VaultError::Deadline {
+                        what: "waiting to set up a connection to Vault".into(),
+                    });
+                };
+                blocking(deadline, move || build_http(socket.as_deref(), &tls)).await
+            })
+            .await
     }
 }
 
