@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vault_csi_provider::proto::{MountRequest, MountResponse};
 
@@ -884,25 +884,6 @@ fn daemonset(objs: &[Value]) -> Value {
         .find(|o| o["kind"] == "DaemonSet")
         .expect("no DaemonSet")
         .clone()
-}
-
-/// A process of the test, killed on drop.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The provider container of a rendered kit, started as rendered: its arguments (sockets

@@ -34,9 +34,9 @@ mod common;
 use common::kube::{KubeApi, PROVIDER_NAMESPACE};
 use common::*;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 use tonic::Code;
 
 /// What one chart renders with its default values (and `csi.enabled=true`).
@@ -118,50 +118,6 @@ enum Sidecar {
     Agent,
     /// `bao proxy`: OpenBao's successor to the agent's API proxy, with the same file.
     Proxy,
-}
-
-/// A process of the test, killed on drop.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Running {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("cannot start a process");
-        Running { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_for_socket(&mut self, path: &Path) {
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(path).is_err() {
-            let alive = matches!(self.child.try_wait(), Ok(None));
-            assert!(
-                alive && start.elapsed() < Duration::from_secs(30),
-                "{} never answered:\n{}",
-                path.display(),
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn class() -> Value {

@@ -15,7 +15,7 @@ use common::*;
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BASE: &str = "deploy/base";
@@ -358,29 +358,6 @@ fn the_single_file_manifest_is_the_base_rendered() {
 
 // ---- The rendered pods, run as rendered ---------------------------------------------
 
-/// A process started for a test, killed on drop.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn still_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn must_be_root() {
     let uid = std::fs::metadata("/proc/self").unwrap().uid();
     assert_eq!(
@@ -415,17 +392,6 @@ fn as_container(uid: i64, gid: i64, groups: &[i64], program: &Path, args: &[Stri
     .arg(program)
     .args(args);
     cmd
-}
-
-fn spawn(mut cmd: Command, log: PathBuf) -> Running {
-    let file = std::fs::File::create(&log).unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("cannot start a process");
-    Running { child, log }
 }
 
 /// The process runs as the container would: these ids, no capability at all.
@@ -621,7 +587,7 @@ async fn base_and_openbao_overlay_pods_serve_with_every_capability_dropped() {
             (placeholder, bao.addr.clone()),
         ]);
         let (cmd, port) = provider_as_rendered(ds, &paths, &[]);
-        let mut provider = spawn(cmd, dir.path().join("provider.log"));
+        let mut provider = Running::spawn(cmd, dir.path().join("provider.log"));
         let vault_sock = provider_dir.join("vault.sock");
         wait_for_socket(&vault_sock, &mut provider).await;
         assert_confined(&provider, 0, &[]);
@@ -707,7 +673,7 @@ async fn vault_agent_overlay_pod_mounts_through_its_agent_as_rendered() {
     for e in agent["env"].as_array().into_iter().flatten() {
         cmd.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
     }
-    let mut agent_proc = spawn(cmd, dir.path().join("agent.log"));
+    let mut agent_proc = Running::spawn(cmd, dir.path().join("agent.log"));
     let provider_env = env_value(container(ds, "provider"), "VAULT_ADDR").unwrap();
     let agent_sock = PathBuf::from(paths.map(provider_env.trim_start_matches("unix://")));
     wait_for_socket(&agent_sock, &mut agent_proc).await;
@@ -721,7 +687,7 @@ async fn vault_agent_overlay_pod_mounts_through_its_agent_as_rendered() {
 
     // The provider: root without capabilities, in the socket's group through the pod.
     let (cmd, port) = provider_as_rendered(ds, &paths, &[]);
-    let mut provider = spawn(cmd, dir.path().join("provider.log"));
+    let mut provider = Running::spawn(cmd, dir.path().join("provider.log"));
     let socket = provider_dir.join("vault.sock");
     wait_for_socket(&socket, &mut provider).await;
     assert_confined(&provider, 0, &[1000]);
@@ -763,14 +729,14 @@ async fn vault_agent_overlay_pod_mounts_through_its_agent_as_rendered() {
     cmd.env_remove("VAULT_ADDR")
         .env_remove("BAO_ADDR")
         .env("HOME", dir.path().join("nonexistent-home"));
-    let mut agent_proc = spawn(cmd, dir.path().join("agent2.log"));
+    let mut agent_proc = Running::spawn(cmd, dir.path().join("agent2.log"));
     wait_for_socket(&agent_sock, &mut agent_proc).await;
     assert_eq!(
         std::fs::metadata(&agent_sock).unwrap().mode() & 0o777,
         0o755
     );
     let (cmd, _) = provider_as_rendered(ds, &paths, &[("VAULT_MAX_RETRIES", "0".into())]);
-    let mut provider = spawn(cmd, dir.path().join("provider2.log"));
+    let mut provider = Running::spawn(cmd, dir.path().join("provider2.log"));
     wait_for_socket(&socket, &mut provider).await;
     let err = Client::connect(&socket)
         .await

@@ -679,6 +679,56 @@ impl Pod {
     }
 }
 
+/// A process a test started (an agent, a provider run as a kit renders it), its output in
+/// `log`; killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Running {
+    /// Starts `cmd` with its stdout and stderr in `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Running {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start a process");
+        Running { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn still_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until something answers on the Unix socket `path` (30 s at most).
+    pub async fn wait_for_socket(&mut self, path: &Path) {
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(path).is_err() {
+            assert!(
+                self.still_running() && start.elapsed() < Duration::from_secs(30),
+                "{} never answered:\n{}",
+                path.display(),
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
