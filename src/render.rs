@@ -495,23 +495,8 @@ mod tests {
 
     mod properties {
         use super::*;
+        use crate::response::strategies::json;
         use proptest::prelude::*;
-
-        fn json() -> impl Strategy<Value = serde_json::Value> {
-            let leaf = prop_oneof![
-                Just(serde_json::Value::Null),
-                any::<bool>().prop_map(serde_json::Value::Bool),
-                any::<i64>().prop_map(|n| serde_json::json!(n)),
-                "[ -~]{0,12}".prop_map(serde_json::Value::String),
-            ];
-            leaf.prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
-                    prop::collection::btree_map("[ -~]{0,6}", inner, 0..6)
-                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-                ]
-            })
-        }
 
         proptest! {
             /// Any answer Vault (or a server posing as it) gives, rendered by any kind of

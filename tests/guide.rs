@@ -34,7 +34,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 use vault_csi_provider::proto::{MountRequest, MountResponse};
 
 /// Where the guide's files live.
@@ -963,18 +962,8 @@ async fn start_kit(kit: &str, providers: &Path, vault_addr: &str, kubeconfig: &P
         child: cmd.spawn().expect("cannot start the provider"),
         log,
     };
-    let start = Instant::now();
     for s in &sockets {
-        while std::os::unix::net::UnixStream::connect(s).is_err() {
-            let alive = matches!(running.child.try_wait(), Ok(None));
-            assert!(
-                alive && start.elapsed() < Duration::from_secs(20),
-                "{kit}: {} never answered:\n{}",
-                s.display(),
-                running.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        running.wait_for_socket(s).await;
     }
     running
 }

@@ -32,8 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 use vault_csi_provider::proto::{MountRequest, MountResponse};
 
 /// vault-helm's provider container: its arguments (csi.debug=false) and, with its agent off,
@@ -170,24 +169,10 @@ fn kit(name: &'static str, kit: &str, vault_addr: &str) -> Config {
     }
 }
 
-/// A provider process, killed on drop.
-struct Running {
-    child: Child,
-    log: PathBuf,
+/// A provider process (killed on drop) and the directory of its sockets.
+struct Provider {
+    process: Running,
     providers: PathBuf,
-}
-
-impl Running {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A kubeconfig for the stand-in whose context namespace is `namespace` (a pod's own
@@ -205,7 +190,7 @@ fn kubeconfig(kube: &KubeApi, dir: &Path, namespace: &str) -> PathBuf {
     path
 }
 
-async fn start(config: &Config, kube: &KubeApi, dir: &Path) -> Running {
+async fn start(config: &Config, kube: &KubeApi, dir: &Path) -> Provider {
     let providers = dir.join(format!("providers-{}", config.name));
     std::fs::create_dir_all(&providers).unwrap();
     let port = free_port();
@@ -247,26 +232,14 @@ async fn start(config: &Config, kube: &KubeApi, dir: &Path) -> Running {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let mut running = Running {
+    let mut process = Running {
         child: cmd.spawn().expect("cannot start the provider"),
         log,
-        providers,
     };
-    let started = Instant::now();
     for s in &sockets {
-        while std::os::unix::net::UnixStream::connect(s).is_err() {
-            let alive = matches!(running.child.try_wait(), Ok(None));
-            assert!(
-                alive && started.elapsed() < Duration::from_secs(20),
-                "{}: {} never answered:\n{}",
-                config.name,
-                s.display(),
-                running.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        process.wait_for_socket(s).await;
     }
-    running
+    Provider { process, providers }
 }
 
 // ---- The key Secret, as the Go provider made it and the README copies it --------------
@@ -638,9 +611,9 @@ fn is_dynamic(objects: &BTreeMap<String, bool>, path: &str) -> bool {
 /// Returns the static versions `new` gave, by case and id.
 async fn same_through_both(
     cases: &[Case],
-    old: &Running,
+    old: &Provider,
     old_socket: &str,
-    new: &Running,
+    new: &Provider,
     new_socket: &str,
     audience: &str,
 ) -> BTreeMap<(String, String), String> {
@@ -650,10 +623,10 @@ async fn same_through_both(
     let mut dynamic_files = 0;
     for case in cases {
         let req = request(case, audience);
-        let mount = |c: &Client, r: &Running, what: &str| {
+        let mount = |c: &Client, r: &Provider, what: &str| {
             let c = c.clone();
             let req = req.clone();
-            let log = r.log.clone();
+            let log = r.process.log.clone();
             let what = format!("{} through {what}", case.file);
             async move {
                 c.mount(req).await.unwrap_or_else(|e| {

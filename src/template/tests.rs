@@ -239,26 +239,8 @@ fn path_steps_read_simple_expressions() {
 
 mod properties {
     use super::*;
+    use crate::response::strategies::json;
     use proptest::prelude::*;
-
-    fn json() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| serde_json::json!(f)),
-            ".{0,20}".prop_map(serde_json::Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
-                prop::collection::btree_map(".{0,8}", inner, 0..8)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     proptest! {
         /// Any answer becomes a context whose `secret` round-trips through tojson to the
