@@ -360,19 +360,14 @@ impl Params<'_> {
     }
 }
 
+/// Parses a JSON object of strings as the driver sends it. The JSON literal `null` and an
+/// empty field are an empty map: the node server `json.Marshal`s a nil Go map as `null`,
+/// which is what every Mount of a volume without `nodePublishSecretRef` carries in
+/// `secrets`.
 fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, String>, PlanError> {
-    if text.trim().is_empty() {
-        return Ok(HashMap::new());
-    }
-    let value: Value = serde_json::from_str(text).map_err(|e| PlanError::Malformed {
-        field,
-        reason: format!("not JSON ({e})"),
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(PlanError::Malformed {
-            field,
-            reason: "not a JSON object".into(),
-        });
+    let obj = match parse_object(field, text)? {
+        Some(obj) => obj,
+        None => return Ok(HashMap::new()),
     };
     obj.into_iter()
         .map(|(k, v)| match v {
@@ -383,6 +378,48 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
             }),
         })
         .collect()
+}
+
+/// A JSON object, or `None` for `null` or an empty field.
+fn parse_object(
+    field: &'static str,
+    text: &str,
+) -> Result<Option<serde_json::Map<String, Value>>, PlanError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| PlanError::Malformed {
+        field,
+        reason: format!("not JSON ({e})"),
+    })?;
+    match value {
+        Value::Null => Ok(None),
+        Value::Object(obj) => Ok(Some(obj)),
+        _ => Err(PlanError::Malformed {
+            field,
+            reason: "not a JSON object (nor null)".into(),
+        }),
+    }
+}
+
+/// The service-account tokens the driver put in `secrets` (Kubernetes 1.35+ with
+/// `serviceAccountTokenInSecrets`). Every other key of `secrets` (a `nodePublishSecretRef`'s
+/// data) is the pod's business and is not read, so whatever it holds is accepted.
+fn tokens_in_secrets(text: &str) -> Result<Option<String>, PlanError> {
+    let Some(mut obj) = parse_object("secrets", text)? else {
+        return Ok(None);
+    };
+    match obj.remove(TOKENS_KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(PlanError::Malformed {
+            field: "secrets",
+            reason: format!(
+                "value of key {} is not a string",
+                crate::error::quote(TOKENS_KEY)
+            ),
+        }),
+    }
 }
 
 /// A driver token must be of the named pod's service account: its namespace and service
@@ -461,8 +498,10 @@ impl Attributes {
 
 /// Parses and validates a Mount. Nothing outside the request is consulted.
 pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
-    let secrets = parse_string_map("secrets", raw.secrets)?;
-    let default_mode = parse_permission(raw.permission)?;
+    // The class's own mistakes are named first; what only the driver controls (permission,
+    // secrets, tokens) is checked after them.
+    let permission = parse_permission(raw.permission);
+    let default_mode = *permission.as_ref().unwrap_or(&0o644);
     let pod = raw.attributes.pod();
     let class_name = raw.attributes.class_name().to_string();
     let params = Params {
@@ -512,10 +551,20 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     let audience = explicit_audience
         .clone()
         .unwrap_or_else(|| raw.default_audience.to_string());
-    let token = match secrets
-        .get(TOKENS_KEY)
-        .or_else(|| params.map.get(TOKENS_KEY))
-    {
+
+    let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
+    let flavour = if raw.default_audience == "openbao" {
+        crate::goversion::Flavour::OpenBao
+    } else {
+        crate::goversion::Flavour::Vault
+    };
+    let (reads, objects) = objects::parse_objects(objects_text, default_mode, flavour)?;
+
+    // Then the driver's fields: the tokens in `secrets` first (Kubernetes 1.35+), then in
+    // the attributes.
+    permission?;
+    let in_secrets = tokens_in_secrets(raw.secrets)?;
+    let token = match in_secrets.as_ref().or_else(|| params.map.get(TOKENS_KEY)) {
         Some(text) if text.len() > MAX_TOKENS => {
             return Err(PlanError::Malformed {
                 field: "serviceAccount.tokens",
@@ -532,14 +581,6 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     if let Some(t) = &token {
         check_token_claims(&t.token, &pod)?;
     }
-
-    let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
-    let flavour = if raw.default_audience == "openbao" {
-        crate::goversion::Flavour::OpenBao
-    } else {
-        crate::goversion::Flavour::Vault
-    };
-    let (reads, objects) = objects::parse_objects(objects_text, default_mode, flavour)?;
 
     Ok(MountPlan {
         pod,
@@ -695,12 +736,12 @@ struct RawToken {
 }
 
 fn find_token(text: &str, audience: &str) -> Result<Option<ServiceAccountToken>, PlanError> {
-    let tokens: HashMap<String, RawToken> =
+    let tokens: Option<HashMap<String, RawToken>> =
         serde_json::from_str(text).map_err(|_| PlanError::Malformed {
             field: "serviceAccount.tokens",
             reason: "not a JSON object of {\"token\", \"expirationTimestamp\"} by audience".into(),
         })?;
-    Ok(tokens.into_iter().find_map(|(aud, t)| {
+    Ok(tokens.unwrap_or_default().into_iter().find_map(|(aud, t)| {
         (aud == audience && !t.token.is_empty()).then(|| ServiceAccountToken {
             service_account_uid: token_claims(&t.token).service_account_uid,
             token: SecretString::new(t.token),

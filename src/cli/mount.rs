@@ -237,7 +237,8 @@ pub fn driver_request(
     put(TOKENS_KEY, tokens.to_string());
     Ok(MountRequest {
         attributes: serde_json::Value::Object(attributes).to_string(),
-        secrets: "{}".into(),
+        // What the driver's node server sends for a volume without nodePublishSecretRef.
+        secrets: "null".into(),
         target_path: format!(
             "/var/lib/kubelet/pods/{pod_uid}/volumes/kubernetes.io~csi/secrets-store/mount"
         ),
@@ -334,6 +335,8 @@ pub fn main(args: &[String]) -> i32 {
                 let provider =
                     crate::provider::Provider::from_settings(&settings, &settings::process_env)
                         .map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
+                // One Mount, once: worth waiting for the key within the timeout.
+                provider.load_version_key(timeout / 2).await;
                 let deadline = tokio::time::Instant::now() + timeout;
                 let attributes = crate::plan::Attributes::parse(&request.attributes)
                     .map_err(|e| crate::error::MountError::from(e).to_status())?;

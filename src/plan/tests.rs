@@ -699,3 +699,81 @@ fn encoded_dots_control_characters_and_sizes_are_refused_before_vault() {
     // What a class really has passes.
     assert!(plan("- objectName: a\n  secretPath: s/a\n  secretArgs: {a: [1, {b: c}], d: \"[[[\"}\n  template: |\n    {% if x %}\n        {{ y }}\n    {% endif %}\n").is_ok());
 }
+
+/// What every driver release sends in `secrets`: `null` from the node server for a volume
+/// without nodePublishSecretRef (a nil Go map), `{}` from the rotation reconciler and the
+/// sync controller, a Secret's data with nodePublishSecretRef, the tokens on Kubernetes 1.35+.
+#[test]
+fn secrets_as_every_driver_sends_them() {
+    for secrets in [
+        "null",
+        " null ",
+        "",
+        "{}",
+        "{\"username\":\"u\",\"password\":\"p\"}",
+    ] {
+        let p = plan_with(attrs(ONE), secrets).unwrap_or_else(|e| panic!("{secrets:?}: {e}"));
+        assert!(p.token.is_none(), "{secrets:?}");
+    }
+    // A nodePublishSecretRef's data is the pod's business: whatever it holds is not read.
+    assert!(plan_with(attrs(ONE), "{\"n\": 1, \"list\": [true]}").is_ok());
+    // The tokens key may be null (no tokens) in either place.
+    let mut a = attrs(ONE);
+    a.insert(TOKENS_KEY.into(), json!("null"));
+    assert!(
+        plan_with(a, &json!({ TOKENS_KEY: null }).to_string())
+            .unwrap()
+            .token
+            .is_none()
+    );
+    // Not an object, nor null: the driver never sends it, and it is named.
+    for bad in ["[]", "\"x\"", "1", "{"] {
+        let e = plan_with(attrs(ONE), bad).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::Malformed {
+                    field: "secrets",
+                    ..
+                }
+            ),
+            "{bad}: {e}"
+        );
+    }
+    // The attributes may be null too (a caller with no parameters): the class's mistake shows.
+    let e = parse_text("null", "null", "420", DEFAULT_AUDIENCE).unwrap_err();
+    assert_eq!(e, PlanError::MissingRole);
+}
+
+/// The class's own mistakes are named before anything only the driver controls.
+#[test]
+fn the_class_is_checked_before_the_driver_fields() {
+    let mut no_role = attrs(ONE);
+    no_role.remove("roleName");
+    for secrets in ["null", "[]", "{"] {
+        let e = plan_with(no_role.clone(), secrets).unwrap_err();
+        assert_eq!(e, PlanError::MissingRole, "{secrets}");
+    }
+    let attributes = Value::Object(attrs("- objectName: a\n")).to_string();
+    let e = parse_text(&attributes, "[]", "-1", DEFAULT_AUDIENCE).unwrap_err();
+    assert!(e.to_string().contains("secretPath is missing"), "{e}");
+    let attributes = Value::Object(attrs(ONE)).to_string();
+    let e = parse_text(&attributes, "[]", "-1", DEFAULT_AUDIENCE).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PlanError::Malformed {
+                field: "permission",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A malformed token of the driver's comes after the class too.
+    let mut bad_token = no_role.clone();
+    bad_token.insert(TOKENS_KEY.into(), json!("not json"));
+    assert_eq!(
+        plan_with(bad_token, "null").unwrap_err(),
+        PlanError::MissingRole
+    );
+}
