@@ -3,20 +3,25 @@
 //! From `-hmac-key-file` when set. Otherwise from the Kubernetes Secret named by
 //! `-hmac-secret-name` in the provider's own namespace (data key `key`), created immutable
 //! with 32 random bytes by whichever node needs it first; a node that loses the create race
-//! reads the winner's. The key is held in memory once had. Without a key, versions are
-//! empty strings, one warning is logged, mounts still work, and loading is retried at most
-//! once a minute.
+//! reads the winner's.
+//!
+//! A Mount never waits on the Kubernetes API for it: the key is loaded in the background
+//! from start ([`KeySource::load_in_background`]), retried with backoff until it is had,
+//! and a Mount that finds none yet goes on with empty versions (said once in the log).
 
 use crate::kube::{KubeClient, KubeError};
 use crate::version::VersionKey;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 const DATA_KEY: &str = "key";
-const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest one attempt to load the key may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits between attempts: doubling from the first to the last.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
 /// Shortest key accepted from the Secret.
 pub const MIN_SECRET_KEY: usize = 32;
 
@@ -35,19 +40,16 @@ pub fn from_file(path: &Path) -> anyhow::Result<VersionKey> {
     Ok(VersionKey::new(trimmed.to_vec()))
 }
 
-enum State {
-    Loaded(VersionKey),
-    Missing {
-        retry_at: Option<Instant>,
-        warned: bool,
-    },
-}
-
 /// Where the key comes from, and the key once had.
 pub struct KeySource {
-    state: Mutex<State>,
+    /// The key once had; read by Mounts, written once by the loader. Never held across I/O.
+    key: RwLock<VersionKey>,
     kube: Option<Arc<KubeClient>>,
     secret_name: String,
+    /// Whether a Mount has already said that it found no key.
+    said_missing: AtomicBool,
+    /// Whether the background loader was started.
+    started: AtomicBool,
 }
 
 impl KeySource {
@@ -57,68 +59,101 @@ impl KeySource {
             .version_key_loaded
             .set(i64::from(key.is_set()));
         KeySource {
-            state: Mutex::new(State::Loaded(key)),
+            key: RwLock::new(key),
             kube: None,
             secret_name: String::new(),
+            said_missing: AtomicBool::new(false),
+            started: AtomicBool::new(true),
         }
     }
 
-    /// The key from the Secret `secret_name` through `kube` (`None`: no API access).
+    /// The key from the Secret `secret_name` through `kube` (`None`: no API access), once
+    /// [`KeySource::load_in_background`] has had it.
     pub fn from_secret(kube: Option<Arc<KubeClient>>, secret_name: String) -> Self {
         KeySource {
-            state: Mutex::new(State::Missing {
-                retry_at: None,
-                warned: false,
-            }),
+            key: RwLock::new(VersionKey::none()),
             kube,
             secret_name,
+            said_missing: AtomicBool::new(false),
+            started: AtomicBool::new(false),
         }
     }
 
-    /// The key, loading it if it is not held yet (at most once a minute after a failure).
-    pub async fn key(&self) -> VersionKey {
-        let mut state = self.state.lock().await;
-        let warned = match &*state {
-            State::Loaded(k) => return k.clone(),
-            State::Missing {
-                retry_at: Some(t), ..
-            } if Instant::now() < *t => return VersionKey::none(),
-            State::Missing { warned, .. } => *warned,
+    /// The key as held now; never waits. Without one, versions are empty: the first Mount
+    /// that meets this says so.
+    pub fn key(&self) -> VersionKey {
+        let key = self.key.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !key.is_set() && !self.said_missing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                secret = %self.secret_name,
+                "no object-version key yet: object versions are empty until it is loaded (set -hmac-key-file, or grant the RBAC in deploy/)"
+            );
+        }
+        key
+    }
+
+    /// Starts loading the key in the background (once; a fixed key needs none) and waits
+    /// at most `first_wait` for the first attempt, so that a healthy API gives the first
+    /// Mounts their versions. Later attempts follow with backoff until the key is had.
+    pub async fn load_in_background(self: &Arc<Self>, first_wait: Duration) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        tokio::spawn(async move { this.load_until_had(first_tx).await });
+        let _ = tokio::time::timeout(first_wait, first_rx).await;
+    }
+
+    async fn load_until_had(&self, first_done: tokio::sync::oneshot::Sender<()>) {
+        let Some(kube) = &self.kube else {
+            tracing::warn!(
+                secret = %self.secret_name,
+                "no Kubernetes API configuration (in-cluster service account or KUBECONFIG) to load the object-version key from: versions stay empty (set -hmac-key-file)"
+            );
+            let _ = first_done.send(());
+            return;
         };
-        let outcome = match &self.kube {
-            None => Err(
-                "no Kubernetes API configuration (in-cluster service account or KUBECONFIG)"
-                    .to_string(),
-            ),
-            Some(kube) => {
-                match tokio::time::timeout(Duration::from_secs(10), self.load(kube)).await {
-                    Ok(Ok(k)) => Ok(k),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the Kubernetes API did not answer within 10s".to_string()),
+        let mut first_done = Some(first_done);
+        let mut wait = FIRST_RETRY;
+        let mut warned = false;
+        loop {
+            let outcome = match tokio::time::timeout(ATTEMPT_TIMEOUT, self.load(kube)).await {
+                Ok(Ok(k)) => Ok(k),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "the Kubernetes API did not answer within {}s",
+                    ATTEMPT_TIMEOUT.as_secs()
+                )),
+            };
+            match outcome {
+                Ok(key) => {
+                    *self.key.write().unwrap_or_else(|p| p.into_inner()) = key;
+                    crate::metrics::get().version_key_loaded.set(1);
+                    tracing::info!(secret = %self.secret_name, "object-version key loaded");
+                    if let Some(tx) = first_done.take() {
+                        let _ = tx.send(());
+                    }
+                    return;
+                }
+                Err(reason) => {
+                    if !warned {
+                        tracing::warn!(
+                            secret = %self.secret_name,
+                            %reason,
+                            "cannot load the object-version key yet; retrying in the background with backoff (set -hmac-key-file, or grant the RBAC in deploy/)"
+                        );
+                        warned = true;
+                    } else {
+                        tracing::debug!(secret = %self.secret_name, %reason, "object-version key still not loaded");
+                    }
                 }
             }
-        };
-        match outcome {
-            Ok(key) => {
-                tracing::info!(secret = %self.secret_name, "object-version key loaded");
-                crate::metrics::get().version_key_loaded.set(1);
-                *state = State::Loaded(key.clone());
-                key
+            if let Some(tx) = first_done.take() {
+                let _ = tx.send(());
             }
-            Err(reason) => {
-                if !warned {
-                    tracing::warn!(
-                        secret = %self.secret_name,
-                        %reason,
-                        "no object-version key: versions are empty until one can be had (set -hmac-key-file, or grant the RBAC in deploy/)"
-                    );
-                }
-                *state = State::Missing {
-                    retry_at: Some(Instant::now() + RETRY_AFTER),
-                    warned: true,
-                };
-                VersionKey::none()
-            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(LAST_RETRY);
         }
     }
 

@@ -27,7 +27,7 @@ pub struct Provider {
     vault: VaultSettings,
     parallel_reads: usize,
     pool: ClientPool,
-    keys: KeySource,
+    keys: Arc<KeySource>,
     kube: Option<Arc<KubeClient>>,
     tokens: TokenCache,
     flights: Flights,
@@ -104,7 +104,7 @@ impl Provider {
             vault: parts.vault,
             parallel_reads: parts.parallel_reads.max(1),
             pool: ClientPool::new(parts.vault_concurrency),
-            keys: parts.keys,
+            keys: Arc::new(parts.keys),
             kube: parts.kube,
             tokens: TokenCache::new(parts.cache_size),
             flights: Flights::new(parts.read_share_window),
@@ -120,9 +120,10 @@ impl Provider {
         self.leases.len()
     }
 
-    /// Loads the object-version key now rather than at the first Mount.
-    pub async fn warm_up(&self) {
-        let _ = self.keys.key().await;
+    /// Starts loading the object-version key in the background (Mounts never wait for
+    /// it) and waits at most `first_wait` for the first attempt.
+    pub async fn load_version_key(&self, first_wait: std::time::Duration) {
+        self.keys.load_in_background(first_wait).await;
     }
 
     /// Runs one Mount to completion: the complete file set, or an error and no files.
@@ -199,7 +200,7 @@ impl Provider {
             }
             other => other?,
         };
-        let key = self.keys.key().await;
+        let key = self.keys.key();
         let limits = self.template_limits;
         // Templates are bounded by their fuel, but still CPU work: off the async runtime.
         let response = if plan.has_templates() {

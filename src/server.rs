@@ -19,6 +19,9 @@ use tokio_util::task::TaskTracker;
 
 type GrpcService = CsiDriverProviderServer<Service>;
 
+/// How long the first attempt to load the object-version key may hold back the sockets.
+const KEY_FIRST_WAIT: Duration = Duration::from_secs(2);
+
 /// Why a socket cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -122,6 +125,10 @@ pub async fn run(
         &crate::settings::process_env,
     )?);
 
+    // The object-version key loads in the background from now on; a healthy API gives it
+    // before the sockets open, a sick one costs at most this wait (Mounts never wait).
+    provider.load_version_key(KEY_FIRST_WAIT).await;
+
     let mut bound = Vec::new();
     for path in &settings.endpoints {
         match bind_socket(path, settings.socket_mode, settings.socket_group) {
@@ -135,7 +142,7 @@ pub async fn run(
 
     let health = Arc::new(crate::health::Health::default());
     if let Some(addr) = settings.health_addr {
-        let listener = match bind_health(addr).await {
+        let listener = match crate::health::listen(addr) {
             Ok(l) => l,
             Err(e) => {
                 bound.iter().for_each(|(f, _)| f.remove());
@@ -168,9 +175,6 @@ pub async fn run(
         });
         files.push(file);
     }
-    // Load the object-version key now, not at the first Mount.
-    let warm = provider.clone();
-    tokio::spawn(async move { warm.warm_up().await });
 
     shutdown.await;
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down: no new connections, draining in-flight mounts");
@@ -237,18 +241,6 @@ async fn serve_connection(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
-    }
-}
-
-/// Listens for the health endpoint. `:port` (all addresses) is `[::]:port`, which also
-/// takes IPv4 on a dual-stack host; where IPv6 is off, `0.0.0.0:port`.
-async fn bind_health(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    match tokio::net::TcpListener::bind(addr).await {
-        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
-            let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
-            tokio::net::TcpListener::bind(v4).await.map_err(|_| e)
-        }
-        other => other,
     }
 }
 

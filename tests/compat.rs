@@ -5,9 +5,10 @@
 mod common;
 
 use common::certs::TestPki;
-use common::kube::{KubeApi, PROVIDER_NAMESPACE};
+use common::kube::{self, KubeApi, PROVIDER_NAMESPACE};
 use common::*;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 use tonic::Code;
 
 const READ_ALL: &str = r#"path "secret/data/*" { capabilities = ["read"] }"#;
@@ -540,6 +541,91 @@ async fn no_key_means_empty_versions_and_one_warning() {
         "{}",
         p.log_text()
     );
+}
+
+/// Mounts of pods whose token came from the driver need nothing from the Kubernetes API:
+/// with `-hmac-secret-name` and an API server that refuses connections or accepts them and
+/// never answers, each is answered within 2 s, with empty versions; the key is loaded in
+/// the background, and Mounts get versions once the API answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sick_kubernetes_api_never_holds_up_a_mount() {
+    let bao = OpenBao::with_app_role().await;
+    let class = json!({"roleName": "app", "vaultAuthMountPath": "jwt",
+        "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}"});
+    let refusing = format!("http://127.0.0.1:{}", free_port());
+    let hung = kube::HungApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, url) in [("refusing", refusing.as_str()), ("hung", hung.url.as_str())] {
+        let kubeconfig = kube::kubeconfig_for(url, dir.path()).display().to_string();
+        let p = ProviderProcess::start_env(
+            &bao.addr,
+            &["-hmac-secret-name=vault-csi-provider-hmac-key"],
+            &[("KUBECONFIG", &kubeconfig)],
+        )
+        .await;
+        let c = p.client().await;
+        let pod = Pod::new("default", "app");
+        // The first Mount, a burst of five at once, then a few more.
+        let mut waits = Vec::new();
+        for burst in [1, 5, 1, 1] {
+            let started = Instant::now();
+            let calls: Vec<_> = (0..burst)
+                .map(|_| c.mount_within(pod.request(class.clone()), Duration::from_secs(10)))
+                .collect();
+            for r in futures_util::future::join_all(calls).await {
+                let r = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(file_str(&r, "k"), "v");
+                assert_eq!(version(&r, "k"), "", "{name}: no key, empty versions");
+            }
+            waits.push(started.elapsed());
+        }
+        assert!(
+            waits.iter().all(|w| *w < Duration::from_secs(2)),
+            "{name}: Mounts waited on the API: {waits:?}\n{}",
+            p.log_text()
+        );
+        // A refused connection is known at once (a hung API after the attempt's 10 s).
+        if name == "refusing" {
+            assert!(
+                p.log_text()
+                    .contains("cannot load the object-version key yet"),
+                "{name}: {}",
+                p.log_text()
+            );
+        }
+    }
+
+    // Hung at first, then answering: the key arrives in the background.
+    let api = kube::KubeApi::start().await;
+    api.recorded.lock().unwrap().hang_secrets = true;
+    let kubeconfig = api.kubeconfig(dir.path()).display().to_string();
+    let p = ProviderProcess::start_env(
+        &bao.addr,
+        &["-hmac-secret-name=vault-csi-provider-hmac-key"],
+        &[("KUBECONFIG", &kubeconfig)],
+    )
+    .await;
+    let c = p.client().await;
+    let pod = Pod::new("default", "app");
+    let started = Instant::now();
+    let r = c.mount(pod.request(class.clone())).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(version(&r, "k"), "");
+    api.recorded.lock().unwrap().hang_secrets = false;
+    let started = Instant::now();
+    loop {
+        let r = c.mount(pod.request(class.clone())).await.unwrap();
+        if version(&r, "k").len() == 44 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the key never arrived: {}",
+            p.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(p.log_text().contains("object-version key loaded"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,8 @@ pub struct Recorded {
     /// Hold Secret GETs until this many have arrived (to force a create race).
     pub secret_get_barrier: usize,
     pub secret_gets_waiting: usize,
+    /// Hold every Secret request unanswered while set (an overloaded API server).
+    pub hang_secrets: bool,
 }
 
 pub struct KubeApi {
@@ -76,13 +78,7 @@ impl KubeApi {
 
     /// A kubeconfig pointing at this stand-in, with the provider's token and namespace.
     pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: provider\n    namespace: {PROVIDER_NAMESPACE}\nusers:\n- name: provider\n  user:\n    token: {PROVIDER_TOKEN}\n",
-            self.url
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        kubeconfig_for(&self.url, dir)
     }
 
     /// Requests whose path contains `path_part`, with their bodies.
@@ -105,6 +101,44 @@ impl KubeApi {
             .iter()
             .filter(|(_, p, _)| p.contains(path_part))
             .count()
+    }
+}
+
+/// A kubeconfig for the API server at `url` (the stand-in, or one that hangs or refuses),
+/// with the provider's token and namespace.
+pub fn kubeconfig_for(url: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: test\n  cluster:\n    server: {url}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: provider\n    namespace: {PROVIDER_NAMESPACE}\nusers:\n- name: provider\n  user:\n    token: {PROVIDER_TOKEN}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An API server that accepts connections and never answers (an overloaded one), until
+/// dropped.
+pub struct HungApi {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HungApi {
+    pub async fn start() -> HungApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        HungApi { url, task }
+    }
+}
+
+impl Drop for HungApi {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -176,6 +210,17 @@ async fn handle(
                     ));
                 }
                 return Ok(token_request(ns, sa, &body));
+            }
+            ("GET" | "POST", ["api", "v1", "namespaces", _, "secrets", ..])
+                if rec.lock().unwrap().hang_secrets =>
+            {
+                while rec.lock().unwrap().hang_secrets {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                return Ok(reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    status_body(503, "ServiceUnavailable", "the server was overloaded"),
+                ));
             }
             ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
                 // Look first, then wait: racing readers all see the state before any create.
