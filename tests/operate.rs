@@ -365,7 +365,7 @@ async fn readiness_follows_the_sockets_and_the_drain() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(2),
+            start.elapsed() < Duration::from_secs(5),
             "still ready after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -399,6 +399,90 @@ async fn health_listener_takes_ipv6_and_drops_silent_connections() {
     let mut buf = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
     assert!(closed.is_ok(), "an idle connection stayed open");
+    drop(p);
+}
+
+/// One probe as kubelet makes it: a new connection, `GET`, `Connection: close`.
+async fn probe(port: u16, path: &str) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = String::from_utf8_lossy(&answer);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {head:?}"))
+}
+
+/// Anyone on the pod network can open connections to the health port. Hundreds of them held
+/// open, silent or sending a request head a byte at a time, must not delay kubelet's probes
+/// (a failed liveness probe restarts the provider and every Mount of the node with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_are_answered_while_hundreds_of_idle_connections_are_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = FakeVault::start(Behaviour::default()).await;
+    let port = free_port();
+    let p = ProviderProcess::start(&fake.addr, &[&format!("-health-addr=127.0.0.1:{port}")]).await;
+
+    // 200 silent connections, then 200 that send the start of a request head and stall:
+    // more than the listener keeps, so the oldest make room.
+    let mut held = Vec::new();
+    for i in 0..400 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("connection {i} refused: {e}"));
+        if i >= 200 {
+            s.write_all(b"GET /health/live HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+        }
+        held.push(s);
+    }
+    let opened = Instant::now();
+    for round in 0..5 {
+        for path in ["/health/live", "/health/ready"] {
+            let started = Instant::now();
+            let code = tokio::time::timeout(Duration::from_secs(1), probe(port, path))
+                .await
+                .unwrap_or_else(|_| panic!("probe {round} of {path} took over 1 s"));
+            assert_eq!(code, Ok(200), "probe {round} of {path}");
+            println!("probe {round} {path}: {:?}", started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every held connection is closed by the provider within 30 s.
+    let mut closes = Vec::new();
+    for (i, mut s) in held.into_iter().enumerate() {
+        let left = Duration::from_secs(30).saturating_sub(opened.elapsed());
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(left, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    // A 408 or 400 may come before the close; the close is what counts.
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "held connection {i} still open after 30 s");
+        closes.push(opened.elapsed());
+    }
+    println!(
+        "last held connection closed after {:?}",
+        closes.iter().max()
+    );
+    // And the listener still answers.
+    assert_eq!(probe(port, "/health/live").await, Ok(200));
     drop(p);
 }
 
