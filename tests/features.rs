@@ -855,8 +855,9 @@ async fn hostile_templates_are_bounded_and_other_pods_unaffected() {
             flags.iter().any(|f| msg.contains(f)),
             "{name}: names none of {flags:?}: {msg}"
         );
+        // Bounded by fuel: milliseconds; unbounded, minutes. The margin holds under load.
         assert!(
-            took < Duration::from_secs(1),
+            took < Duration::from_secs(5),
             "{name}: refused after {took:?}"
         );
     }
@@ -935,7 +936,7 @@ async fn pod_overrides_are_bounded_and_limits_follow_the_flags() {
         Code::ResourceExhausted,
         &["template-fuel"],
     );
-    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
 
     // Templates the defaults accept, each refused by one low limit, naming its flag.
     let cases: &[(&ProviderProcess, &str, &str, &str)] = &[

@@ -147,8 +147,9 @@ async fn a_node_gone_before_start_is_remembered() {
     // node that answers.
     let stalls_before = stalled.requests.load(std::sync::atomic::Ordering::SeqCst);
     for t in &times[1..] {
+        // The stalled node costs VAULT_CLIENT_TIMEOUT (2 s) to whoever tries it.
         assert!(
-            *t < Duration::from_secs(1),
+            *t < Duration::from_millis(1800),
             "a later Mount waited: {times:?}"
         );
     }

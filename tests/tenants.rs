@@ -126,8 +126,9 @@ async fn tls_files_that_are_devices_or_fifos_fail_fast() {
             "{}",
             e.message()
         );
+        // Refused from its file type: milliseconds; read, /dev/zero and a FIFO never end.
         assert!(
-            t.elapsed() < Duration::from_secs(2),
+            t.elapsed() < Duration::from_secs(5),
             "{path}: {:?}",
             t.elapsed()
         );
@@ -209,7 +210,8 @@ async fn hostile_objects_yaml_paths_and_headers_are_refused_before_vault() {
     let t = Instant::now();
     let e = n.refused(class(json!({ "objects": deep }))).await;
     short_and_named(&e, Code::InvalidArgument, "objects");
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Refused before parsing: milliseconds; parsed, its time grows with the square.
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     for (objects, field) in [
         (
             "- {objectName: k, secretPath: \"secret/%2e%2e/%2e%2e/sys/mounts\", secretKey: k}",

@@ -19,6 +19,7 @@ pub struct Node {
     child: Option<Child>,
     pub addr: String,
     config: PathBuf,
+    data: PathBuf,
     log: PathBuf,
 }
 
@@ -81,7 +82,7 @@ impl RaftCluster {
                 &config,
                 format!(
                     r#"storage "raft" {{
-  path = "{data}"
+  path = "{data_path}"
   node_id = "node{i}"
   performance_multiplier = 1
 }}
@@ -94,7 +95,7 @@ api_addr = "http://127.0.0.1:{port}"
 cluster_addr = "https://127.0.0.1:{cport}"
 disable_mlock = true
 "#,
-                    data = data.display(),
+                    data_path = data.display(),
                     cport = port + 1,
                 ),
             )
@@ -103,6 +104,7 @@ disable_mlock = true
                 child: None,
                 addr: format!("http://127.0.0.1:{port}"),
                 config,
+                data,
                 log: dir.path().join(format!("node{i}.log")),
             };
             node.start();
@@ -141,22 +143,119 @@ disable_mlock = true
             )
             .await;
         for i in 1..3 {
-            let leader = cluster.nodes[0].addr.clone();
-            cluster
-                .call(
-                    i,
-                    "POST",
-                    "sys/storage/raft/join",
-                    Some(json!({"leader_api_addr": leader})),
-                )
-                .await;
-            cluster.unseal(i).await;
+            cluster.join(i).await;
         }
         cluster.wait_voters().await;
         for i in 1..3 {
             cluster.wait_health(i, &[429]).await;
         }
         cluster
+    }
+
+    /// Joins node `i` to node 0 and unseals it, until it is an unsealed voter. A join can be
+    /// answered and then go nowhere (seen on a busy machine): the node is then started
+    /// afresh, its peer entry removed on the leader, and the join made again.
+    async fn join(&mut self, i: usize) {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let leader = self.nodes[0].addr.clone();
+            self.call(
+                i,
+                "POST",
+                "sys/storage/raft/join",
+                Some(json!({"leader_api_addr": leader})),
+            )
+            .await;
+            self.unseal(i).await;
+            match self.wait_voter(i, Duration::from_secs(30)).await {
+                Ok(()) => return,
+                Err(state) if attempt < ATTEMPTS => {
+                    eprintln!(
+                        "raft: node {i}'s join #{attempt} did not take ({state}); joining again"
+                    );
+                    self.nodes[i].kill();
+                    let _ = std::fs::remove_dir_all(&self.nodes[i].data);
+                    std::fs::create_dir_all(&self.nodes[i].data).unwrap();
+                    let _ = self
+                        .try_call(
+                            0,
+                            "POST",
+                            "sys/storage/raft/remove-peer",
+                            Some(json!({"server_id": format!("node{}", i + 1)})),
+                        )
+                        .await;
+                    self.nodes[i].start();
+                    self.wait_listening(i).await;
+                }
+                Err(state) => panic!(
+                    "node {i} did not become an unsealed voter after {ATTEMPTS} joins ({state}):\n{}",
+                    std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    /// Waits up to `limit` until node `i` is unsealed and a voter in the leader's raft
+    /// configuration; else says what it saw.
+    async fn wait_voter(&self, i: usize, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let id = format!("node{}", i + 1);
+        loop {
+            let unsealed = match self
+                .http
+                .get(format!("{}/v1/sys/health", self.nodes[i].addr))
+                .send()
+                .await
+            {
+                Ok(r) => matches!(r.status().as_u16(), 200 | 429),
+                Err(_) => false,
+            };
+            let config = self
+                .try_call(0, "GET", "sys/storage/raft/configuration", None)
+                .await
+                .unwrap_or(Value::Null);
+            let voter = config["data"]["config"]["servers"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["node_id"] == id && s["voter"] == true));
+            if unsealed && voter {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "after {limit:?}: unsealed {unsealed}, voter {voter}, leader's configuration {config}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// One call, its JSON answer or why not; no retry.
+    async fn try_call(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}/v1/{path}", self.nodes[i].addr);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), &url)
+            .header("X-Vault-Request", "true")
+            .timeout(Duration::from_secs(10));
+        if !self.root_token.is_empty() {
+            req = req.header("X-Vault-Token", &self.root_token);
+        }
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let r = req.send().await.map_err(|e| e.to_string())?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{status}: {text}"));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// The three API addresses, comma-separated, as a class or flag lists them.
