@@ -14,7 +14,7 @@
 #     --build-arg VERSION=0.1.0 --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) \
 #     --build-arg SOURCE=REPO_URL -t REGISTRY/vault-csi-provider:0.1.0 --push .
 
-# Pinned toolchain (the crate needs Rust 1.88 or later).
+# Pinned toolchain (the crate needs Rust 1.89 or later).
 FROM rust:1.95-bookworm AS build
 ARG GIT_COMMIT=""
 WORKDIR /src

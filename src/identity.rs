@@ -151,6 +151,26 @@ impl TokenCache {
         }
     }
 
+    /// The token of `id` and `epoch` was renewed elsewhere (the lease lifecycle keeps the
+    /// tokens of running pods' leases alive): the slot learns its new lease, so Mounts keep
+    /// using it (and the answers read with it) rather than logging in again. A slot busy
+    /// with a login or renewal of its own is left alone.
+    pub fn renewed(&self, id: &Identity, epoch: u64, token: &VaultToken) {
+        let slot = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.get(id).cloned()
+        };
+        let Some(slot) = slot else {
+            return;
+        };
+        if let Ok(mut s) = slot.try_lock()
+            && s.held.as_ref().is_some_and(|h| h.epoch == epoch)
+        {
+            let held = Held::new(token, epoch, Instant::now());
+            s.held = Some(held);
+        }
+    }
+
     /// Identities held.
     pub fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()

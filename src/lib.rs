@@ -31,6 +31,7 @@ pub mod health;
 pub mod identity;
 pub mod keys;
 pub mod kube;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod plan;

@@ -34,13 +34,13 @@ pub struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabel {
-    /// `login`, `read` or `renew`.
+    /// `login`, `read`, `renew` or `revoke`.
     pub operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// `login`, `read` or `renew`.
+    /// `login`, `read`, `renew` or `revoke`.
     pub operation: &'static str,
     /// `2xx`, `3xx`, `4xx`, `429`, `5xx`, or `error` (no answer).
     pub status: &'static str,
@@ -75,6 +75,10 @@ pub struct Metrics {
     pub leases_reused: Counter,
     pub leases_replaced: Counter,
     pub lease_store_entries: Gauge,
+    pub lease_renewals: Family<ResultLabel, Counter>,
+    pub lease_revocations: Family<ResultLabel, Counter>,
+    pub pods_watched: Gauge,
+    pub leases_tracked: Gauge,
     pub version_key_loaded: Gauge,
 }
 
@@ -114,6 +118,10 @@ impl Metrics {
             leases_reused: Counter::default(),
             leases_replaced: Counter::default(),
             lease_store_entries: Gauge::default(),
+            lease_renewals: Family::default(),
+            lease_revocations: Family::default(),
+            pods_watched: Gauge::default(),
+            leases_tracked: Gauge::default(),
             version_key_loaded: Gauge::default(),
         };
         r.register(
@@ -205,6 +213,26 @@ impl Metrics {
             m.lease_store_entries.clone(),
         );
         r.register(
+            "lease_renewals",
+            "Renewals of leases handed to pods that still run (sys/leases/renew), by result",
+            m.lease_renewals.clone(),
+        );
+        r.register(
+            "lease_revocations",
+            "Revocations of leases handed to pods that are gone (sys/leases/revoke), by result",
+            m.lease_revocations.clone(),
+        );
+        r.register(
+            "pods_watched",
+            "Pods running on this node, as the watch of the Kubernetes API shows them",
+            m.pods_watched.clone(),
+        );
+        r.register(
+            "leases_tracked",
+            "Leases handed to pods of this node that are renewed while the pod runs and revoked when it is gone",
+            m.leases_tracked.clone(),
+        );
+        r.register(
             "version_key_loaded",
             "1 when the object-version key is loaded, 0 while versions are empty",
             m.version_key_loaded.clone(),
@@ -222,11 +250,13 @@ impl Metrics {
             let _ = m.logins.get_or_create(&ResultLabel { result });
             let _ = m.renewals.get_or_create(&ResultLabel { result });
             let _ = m.mount_duration.get_or_create(&ResultLabel { result });
+            let _ = m.lease_renewals.get_or_create(&ResultLabel { result });
+            let _ = m.lease_revocations.get_or_create(&ResultLabel { result });
         }
         for reason in ["bad_request", "too_large", "deadline"] {
             let _ = m.rejected.get_or_create(&ReasonLabel { reason });
         }
-        for operation in ["login", "read", "renew"] {
+        for operation in ["login", "read", "renew", "revoke"] {
             let _ = m
                 .vault_duration
                 .get_or_create(&OperationLabel { operation });

@@ -5,6 +5,7 @@ use crate::error::MountError;
 use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
+use crate::lifecycle::Lifecycle;
 use crate::plan::{
     self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec, VersionInput,
 };
@@ -26,12 +27,19 @@ use tokio::time::Instant;
 pub struct Provider {
     vault: VaultSettings,
     parallel_reads: usize,
-    pool: ClientPool,
+    pool: Arc<ClientPool>,
     keys: Arc<KeySource>,
     kube: Option<Arc<KubeClient>>,
-    tokens: TokenCache,
+    tokens: Arc<TokenCache>,
     flights: Flights,
-    leases: Leases,
+    leases: Arc<Leases>,
+    /// Renewal and revocation of leases handed to this node's pods, when it can be had.
+    lifecycle: Option<Arc<Lifecycle>>,
+    /// The watch of this node's pods the lifecycle follows.
+    pods: Option<Arc<crate::kube::NodePods>>,
+    node_name: Option<String>,
+    lease_renewal: bool,
+    lease_revocation: bool,
     max_response_bytes: usize,
     template_limits: template::Limits,
     policy: crate::policy::TenantPolicy,
@@ -57,17 +65,22 @@ pub struct ProviderParts {
     pub lease_store_size: usize,
     /// What tenants' classes may ask for (`-allowed-*`, `-allow-class-*`).
     pub policy: crate::policy::TenantPolicy,
+    /// This node (`NODE_NAME`), whose pods' leases are renewed and revoked.
+    pub node_name: Option<String>,
+    /// `-lease-renewal`, `-lease-revocation`.
+    pub lease_renewal: bool,
+    pub lease_revocation: bool,
 }
 
 impl Provider {
     /// Wires a provider from settings: Kubernetes access discovered from `env` (in-cluster
     /// service account, `KUBECONFIG`, `~/.kube/config`), the version key from
     /// `-hmac-key-file` or the `-hmac-secret-name` Secret.
-    pub fn from_settings(
+    pub async fn from_settings(
         settings: &crate::settings::Settings,
         env: crate::settings::EnvLookup<'_>,
     ) -> anyhow::Result<Self> {
-        let kube = match crate::kube::KubeConfig::discover(env)? {
+        let kube = match crate::kube::KubeConfig::discover(env).await? {
             Some(config) => {
                 tracing::info!(api = %config.server, namespace = %config.namespace, from = %config.source_name, "Kubernetes API configured");
                 Some(Arc::new(KubeClient::new(config)?))
@@ -96,19 +109,44 @@ impl Provider {
             template_limits: settings.template_limits,
             lease_store_size: settings.lease_store_size,
             policy: settings.tenant_policy.clone(),
+            node_name: settings.node_name.clone(),
+            lease_renewal: settings.lease_renewal,
+            lease_revocation: settings.lease_revocation,
         }))
     }
 
     pub fn new(parts: ProviderParts) -> Self {
+        let leases = Arc::new(Leases::new(parts.lease_store_size));
+        let tokens = Arc::new(TokenCache::new(parts.cache_size));
+        let wanted = parts.lease_renewal || parts.lease_revocation;
+        let (pods, lifecycle) = match (&parts.kube, &parts.node_name) {
+            (Some(_), Some(node)) if wanted => {
+                let pods = Arc::new(crate::kube::NodePods::new(node.clone()));
+                let lifecycle = Arc::new(Lifecycle::new(
+                    pods.clone(),
+                    leases.clone(),
+                    tokens.clone(),
+                    parts.lease_renewal,
+                    parts.lease_revocation,
+                ));
+                (Some(pods), Some(lifecycle))
+            }
+            _ => (None, None),
+        };
         Provider {
             vault: parts.vault,
             parallel_reads: parts.parallel_reads.max(1),
-            pool: ClientPool::new(parts.vault_concurrency),
+            pool: Arc::new(ClientPool::new(parts.vault_concurrency)),
             keys: Arc::new(parts.keys),
             kube: parts.kube,
-            tokens: TokenCache::new(parts.cache_size),
+            tokens,
             flights: Flights::new(parts.read_share_window),
-            leases: Leases::new(parts.lease_store_size),
+            leases,
+            lifecycle,
+            pods,
+            node_name: parts.node_name,
+            lease_renewal: parts.lease_renewal,
+            lease_revocation: parts.lease_revocation,
             max_response_bytes: parts.max_response_bytes,
             template_limits: parts.template_limits,
             policy: parts.policy,
@@ -118,6 +156,41 @@ impl Provider {
     /// Leases and certificates held for rotation polls now.
     pub fn leases_held(&self) -> usize {
         self.leases.len()
+    }
+
+    /// Starts the lease lifecycle: the watch of this node's pods, and the renewals and
+    /// revocations that follow it. Says once what is done, and why not when it is not.
+    pub fn start_lease_lifecycle(&self) {
+        let (renewal, revocation) = (self.lease_renewal, self.lease_revocation);
+        match (&self.lifecycle, &self.pods, &self.kube) {
+            (Some(lifecycle), Some(pods), Some(kube)) => {
+                tracing::info!(
+                    node = pods.node(),
+                    renewal,
+                    revocation,
+                    "watching this node's pods: leases handed to a pod are renewed while it runs and revoked when it is gone"
+                );
+                let (watched, on_gone) = (pods.clone(), lifecycle.clone());
+                let client = kube.client();
+                tokio::spawn(async move {
+                    watched
+                        .watch(client, move |uid| on_gone.pod_gone(uid))
+                        .await
+                });
+                tokio::spawn(lifecycle.clone().run(self.pool.clone()));
+            }
+            _ if !renewal && !revocation => {
+                tracing::info!(
+                    "lease renewal and revocation are off (-lease-renewal=false, -lease-revocation=false): leases handed to pods lapse at their TTL"
+                );
+            }
+            _ if self.node_name.is_none() => tracing::info!(
+                "no NODE_NAME: leases handed to pods are neither renewed nor revoked and lapse at their TTL (set NODE_NAME from the downward API's spec.nodeName)"
+            ),
+            _ => tracing::info!(
+                "no Kubernetes API access: leases handed to pods are neither renewed nor revoked and lapse at their TTL"
+            ),
+        }
     }
 
     /// Starts loading the object-version key in the background (Mounts never wait for
@@ -423,6 +496,9 @@ impl Provider {
             read.await
         };
         if let (Ok(answer), Some(k)) = (&result, lease_key) {
+            if let Some(lifecycle) = &self.lifecycle {
+                lifecycle.track(&k, held, answer);
+            }
             self.leases.put(k, answer, held.epoch, held.expires_at);
         }
         (i, result)

@@ -299,6 +299,27 @@ impl Leases {
         metrics.lease_store_entries.set(map.len() as i64);
     }
 
+    /// Sets how long the kept answer of `key` may be reused, if it is still the one with
+    /// `lease_id`: later while its lease is renewed, earlier when the lease (or the token
+    /// that read it) nears its end, so that the pod's next Mount gets new credentials.
+    pub fn reuse_until(&self, key: &LeaseKey, lease_id: &str, until: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(key)
+            && e.answer.lease_id == lease_id
+        {
+            e.reuse_until = until;
+        }
+    }
+
+    /// Drops every answer kept for pod `uid` (it is gone).
+    pub fn forget_pod(&self, uid: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|k, _| k.pod_uid != uid);
+        crate::metrics::get()
+            .lease_store_entries
+            .set(map.len() as i64);
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -120,10 +120,9 @@ pub async fn run(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let provider = Arc::new(Provider::from_settings(
-        &settings,
-        &crate::settings::process_env,
-    )?);
+    let provider =
+        Arc::new(Provider::from_settings(&settings, &crate::settings::process_env).await?);
+    provider.start_lease_lifecycle();
 
     // The object-version key loads in the background from now on; a healthy API gives it
     // before the sockets open, a sick one costs at most this wait (Mounts never wait).

@@ -81,6 +81,13 @@ pub struct Settings {
     pub lease_store_size: usize,
     /// What tenants' classes may ask for.
     pub tenant_policy: crate::policy::TenantPolicy,
+    /// The node this provider serves (`NODE_NAME`, from the downward API's
+    /// `spec.nodeName`): whose pods are watched, to renew and revoke their leases.
+    pub node_name: Option<String>,
+    /// Renew leases handed to pods while they run (`-lease-renewal`).
+    pub lease_renewal: bool,
+    /// Revoke leases handed to pods once they are gone (`-lease-revocation`).
+    pub lease_revocation: bool,
 }
 
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
@@ -271,6 +278,18 @@ pub const SERVER_FLAGS: &[Flag] = &[
         Kind::Value,
         "1000",
         "leases and certificates kept for pods' rotation polls at most; when full, those closest to expiry go first",
+    ),
+    f(
+        "lease-renewal",
+        Kind::Bool,
+        "true",
+        "renew leases (database and other dynamic credentials) handed to pods of this node, and the Vault tokens that read them, while the pods run (needs NODE_NAME and get, list, watch on pods)",
+    ),
+    f(
+        "lease-revocation",
+        Kind::Bool,
+        "true",
+        "revoke leases handed to pods of this node when the pods are gone (needs NODE_NAME, get, list, watch on pods, and sys/leases/revoke in the role's policy)",
     ),
     f(
         "allowed-vault-addrs",
@@ -589,6 +608,16 @@ impl Settings {
                 "use absolute directories",
             ));
         }
+        let node_name = env("NODE_NAME").map(|n| n.trim().to_string());
+        if let Some(n) = &node_name
+            && !crate::kube::valid_name(n)
+        {
+            return Err(invalid(
+                "NODE_NAME",
+                n,
+                "not a Kubernetes node name: set it from the downward API's spec.nodeName",
+            ));
+        }
         let tenant_policy = crate::policy::TenantPolicy {
             vault_addrs: list("allowed-vault-addrs"),
             tls_dirs,
@@ -619,6 +648,9 @@ impl Settings {
             template_limits,
             lease_store_size,
             tenant_policy,
+            node_name,
+            lease_renewal: allow("lease-renewal")?,
+            lease_revocation: allow("lease-revocation")?,
         })
     }
 }

@@ -412,8 +412,10 @@ async fn token_request_when_the_driver_sent_none() {
     assert_eq!(spec["boundObjectRef"]["kind"], "Pod");
     assert_eq!(spec["boundObjectRef"]["name"], pod.name.as_str());
     assert_eq!(spec["boundObjectRef"]["uid"], pod.uid.as_str());
+    // None asked for: absent, null (client-go) or empty (k8s-openapi) all mean the API's own.
     assert!(
-        spec.get("audiences").is_none(),
+        spec.get("audiences")
+            .is_none_or(|a| a.is_null() || a.as_array().is_some_and(|a| a.is_empty())),
         "no audience unless the class sets one: {spec}"
     );
 

@@ -941,13 +941,12 @@ async fn start_kit(kit: &str, providers: &Path, vault_addr: &str, kubeconfig: &P
         cmd.env_remove(var);
     }
     let mut set_addr = false;
-    for e in c["env"].as_array().into_iter().flatten() {
-        let name = e["name"].as_str().unwrap();
+    for (name, value) in common::kits::container_env(&c) {
         let value = if name == "VAULT_ADDR" {
             set_addr = true;
             vault_addr.to_string()
         } else {
-            e["value"].as_str().unwrap().to_string()
+            value
         };
         cmd.env(name, value);
     }

@@ -68,16 +68,10 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 fn env_value(c: &Value, name: &str) -> Option<String> {
-    c["env"]
-        .as_array()?
-        .iter()
-        .find(|e| e["name"] == name)
-        .map(|e| {
-            e["value"]
-                .as_str()
-                .expect("env without a value")
-                .to_string()
-        })
+    container_env(c)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
 }
 
 fn mount_path(c: &Value, volume: &str) -> Option<String> {
@@ -157,14 +151,25 @@ fn every_container_is_hardened_and_the_daemonset_is_operable() {
             }
         }
 
-        // RBAC: TokenRequest cluster-wide; get on the one key Secret and create, at home.
+        // RBAC: TokenRequest and the watch of the node's pods cluster-wide; get on the one
+        // key Secret and create, at home.
         let sa = find(&objs, "ServiceAccount")["metadata"]["name"].clone();
         let spec = &ds["spec"]["template"]["spec"];
         assert_eq!(spec["serviceAccountName"], sa);
         let cluster_role = find(&objs, "ClusterRole");
         assert_eq!(
             cluster_role["rules"],
-            json!([{"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}])
+            json!([
+                {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+            ])
+        );
+        // The node whose pods are watched, from the downward API.
+        let provider = container(ds, "provider");
+        assert_eq!(
+            env_value(provider, "NODE_NAME").as_deref(),
+            Some(NODE_NAME),
+            "{kit}: NODE_NAME from spec.nodeName"
         );
         let role = find(&objs, "Role");
         assert_eq!(
@@ -483,11 +488,8 @@ fn provider_as_rendered(ds: &Value, paths: &Paths, extra_env: &[(&str, String)])
     ] {
         cmd.env_remove(var);
     }
-    for e in p["env"].as_array().into_iter().flatten() {
-        cmd.env(
-            e["name"].as_str().unwrap(),
-            paths.map(e["value"].as_str().unwrap()),
-        );
+    for (name, value) in container_env(p) {
+        cmd.env(name, paths.map(&value));
     }
     for (k, v) in extra_env {
         cmd.env(k, v);
@@ -670,8 +672,8 @@ async fn vault_agent_overlay_pod_mounts_through_its_agent_as_rendered() {
     cmd.env_remove("VAULT_ADDR")
         .env_remove("BAO_ADDR")
         .env("HOME", dir.path().join("nonexistent-home"));
-    for e in agent["env"].as_array().into_iter().flatten() {
-        cmd.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+    for (name, value) in container_env(agent) {
+        cmd.env(name, value);
     }
     let mut agent_proc = Running::spawn(cmd, dir.path().join("agent.log"));
     let provider_env = env_value(container(ds, "provider"), "VAULT_ADDR").unwrap();

@@ -142,16 +142,13 @@ fn kit(name: &'static str, kit: &str, vault_addr: &str) -> Config {
         .find(|m| m["name"] == "providervol")
         .unwrap();
     assert_eq!(mount["mountPath"], PROVIDERS_MOUNT);
-    let env = c["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let k = e["name"].as_str().unwrap().to_string();
+    let env = common::kits::container_env(c)
+        .into_iter()
+        .map(|(k, v)| {
             let v = if k == "VAULT_ADDR" {
                 vault_addr.to_string()
             } else {
-                e["value"].as_str().unwrap().to_string()
+                v
             };
             (k, v)
         })

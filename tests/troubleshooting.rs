@@ -25,7 +25,7 @@ const ERROR_TYPES: [(&str, &str, &str); 7] = [
     ("src/render.rs", "enum", "RenderError"),
     ("src/template.rs", "enum", "TemplateError"),
     ("src/vault/mod.rs", "enum", "VaultError"),
-    ("src/kube.rs", "enum", "KubeError"),
+    ("src/kube/mod.rs", "enum", "KubeError"),
     ("src/policy.rs", "struct", "Refused"),
 ];
 

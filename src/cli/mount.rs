@@ -334,6 +334,7 @@ pub fn main(args: &[String]) -> i32 {
             None => {
                 let provider =
                     crate::provider::Provider::from_settings(&settings, &settings::process_env)
+                        .await
                         .map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
                 // One Mount, once: worth waiting for the key within the timeout.
                 provider.load_version_key(timeout / 2).await;

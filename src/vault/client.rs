@@ -11,6 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// A lease id that can go into a URL path as it is: segments of letters, digits, `.`, `_`
+/// and `-`, none of them empty, `.` or `..`.
+pub fn plain_lease_id(id: &str) -> bool {
+    id.len() <= 1024
+        && id.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
 /// A Vault token from a login.
 #[derive(Debug, Clone)]
 pub struct VaultToken {
@@ -117,6 +131,73 @@ impl VaultClient {
         let (status, bytes, _) = self.send(&call, deadline).await?;
         check_status(what, status, &bytes)?;
         token_from_answer(what, &bytes, Some(token))
+    }
+
+    /// `PUT /v1/sys/leases/renew` with `{"lease_id", "increment"}`: extends a lease (a
+    /// dynamic credential's); returns the lease it now has, which Vault caps at the lease's
+    /// maximum TTL (and at its token's).
+    pub async fn renew_lease(
+        &self,
+        token: &SecretString,
+        lease_id: &str,
+        increment: Duration,
+        deadline: Instant,
+    ) -> Result<Duration, VaultError> {
+        let what = "renewal of a lease";
+        let body = serde_json::json!({ "lease_id": lease_id, "increment": increment.as_secs() })
+            .to_string();
+        let call = Call {
+            what,
+            operation: "renew",
+            method: reqwest::Method::PUT,
+            path: "v1/sys/leases/renew",
+            query: &[],
+            token: Some(token),
+            body: Some(&body),
+        };
+        let (status, bytes, _) = self.send(&call, deadline).await?;
+        check_status(what, status, &bytes)?;
+        let answer = SecretResponse::parse(&bytes).ok_or_else(|| VaultError::BadAnswer {
+            what: what.into(),
+            detail: "not a JSON object".into(),
+        })?;
+        Ok(Duration::from_secs(
+            u64::try_from(answer.lease_duration)
+                .unwrap_or(0)
+                .min(super::MAX_LEASE_SECS),
+        ))
+    }
+
+    /// `PUT /v1/sys/leases/revoke/<lease_id>`: ends a lease now (the database user is
+    /// dropped, the cloud key deleted). The lease id in the path lets a policy allow only
+    /// the role's own leases (`sys/leases/revoke/database/creds/app/*`); an id that is not
+    /// a plain path goes in the body instead.
+    pub async fn revoke_lease(
+        &self,
+        token: &SecretString,
+        lease_id: &str,
+        deadline: Instant,
+    ) -> Result<(), VaultError> {
+        let what = "revocation of a lease";
+        let (path, body) = if plain_lease_id(lease_id) {
+            (format!("v1/sys/leases/revoke/{lease_id}"), None)
+        } else {
+            (
+                "v1/sys/leases/revoke".to_string(),
+                Some(serde_json::json!({ "lease_id": lease_id }).to_string()),
+            )
+        };
+        let call = Call {
+            what,
+            operation: "revoke",
+            method: reqwest::Method::PUT,
+            path: &path,
+            query: &[],
+            token: Some(token),
+            body: body.as_deref(),
+        };
+        let (status, bytes, _) = self.send(&call, deadline).await?;
+        check_status(what, status, &bytes)
     }
 
     /// Reads one path with a Vault token. The [`Budget`] is the answer's share of the

@@ -15,7 +15,7 @@ mod send;
 pub use crate::tls::install_crypto_provider;
 pub(crate) use answers::error_chain;
 pub use answers::{Budget, IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
-pub use client::{VaultClient, VaultToken};
+pub use client::{VaultClient, VaultToken, plain_lease_id};
 pub use pool::{ClientPool, DEFAULT_CONCURRENCY, MAX_NODES, NODE_COOL_DOWN};
 pub use send::MAX_RATE_LIMIT_WAITS;
 

@@ -19,6 +19,32 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The node a kit's pod is taken to run on, where the downward API names it.
+pub const NODE_NAME: &str = "node-under-test";
+
+/// A container's environment as kubelet resolves it: plain values, and the downward API's
+/// `spec.nodeName` (as [`NODE_NAME`]) and `metadata.namespace`.
+pub fn container_env(c: &Value) -> Vec<(String, String)> {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let name = e["name"].as_str().expect("env without a name").to_string();
+            let value = match (
+                e["value"].as_str(),
+                e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            ) {
+                (Some(v), _) => v.to_string(),
+                (None, Some("spec.nodeName")) => NODE_NAME.to_string(),
+                (None, Some("metadata.namespace")) => "vault-csi-provider".to_string(),
+                _ => panic!("{name}: neither a value nor a known downward API field: {e}"),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
 pub fn in_path(name: &str) -> Option<PathBuf> {
     std::env::var("PATH")
         .ok()?

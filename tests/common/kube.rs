@@ -2,13 +2,18 @@
 //! real paths, status codes and bodies, recording what it was asked:
 //! - TokenReview (OpenBao's kubernetes auth verifies pod tokens with it);
 //! - TokenRequest (the provider asks for a pod's token when the driver sent none);
-//! - Secret get and create (the key of object versions), with AlreadyExists on a race.
+//! - Secret get and create (the key of object versions), with AlreadyExists on a race;
+//! - pods: get, list and watch as kube-apiserver serves them, with resource versions, a
+//!   field selector on `spec.nodeName`, watches resumed from a resource version (or told
+//!   `410 Expired` once it is compacted away), watches the server closes, and ADDED,
+//!   MODIFIED and DELETED events.
 //!
 //! The provider reaches it through `KUBECONFIG`, as it would reach a cluster.
 
 use super::tokens;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -35,11 +40,25 @@ pub struct Recorded {
     pub secret_gets_waiting: usize,
     /// Hold every Secret request unanswered while set (an overloaded API server).
     pub hang_secrets: bool,
+    /// Pods by (namespace, name).
+    pub pods: std::collections::BTreeMap<(String, String), Value>,
+    /// The last resource version given out.
+    pub resource_version: u64,
+    /// Pod events: (resource version, type, object), oldest first.
+    pub events: Vec<(u64, &'static str, Value)>,
+    /// Watches from a resource version at or below this are told 410 Expired.
+    pub compacted: u64,
+    /// Bumped to close every open watch (the server ends them, as at its timeout).
+    pub watch_generation: u64,
+    /// Answer new watches with 503 while set (a watch that cannot be re-established).
+    pub refuse_watches: bool,
 }
 
 pub struct KubeApi {
     pub url: String,
     pub recorded: Arc<Mutex<Recorded>>,
+    /// Woken on every pod event and watch closing.
+    changed: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,15 +73,18 @@ impl KubeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let rec = recorded.clone();
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let (rec, chg) = (recorded.clone(), changed.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let rec = rec.clone();
+                let (rec, chg) = (rec.clone(), chg.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(req, rec.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        handle(req, rec.clone(), chg.clone())
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -72,8 +94,110 @@ impl KubeApi {
         KubeApi {
             url,
             recorded,
+            changed,
             task,
         }
+    }
+
+    /// Creates a running pod of service account `sa` on `node`; returns its uid.
+    pub fn add_pod(&self, namespace: &str, name: &str, sa: &str, node: &str) -> String {
+        let uid = format!("uid-{name}-{}", super::rand_suffix());
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "spec": {"nodeName": node, "serviceAccountName": sa,
+                     "containers": [{"name": "app", "image": "app:1"}]},
+            "status": {"phase": "Running"},
+        });
+        self.pod_event("ADDED", pod);
+        uid
+    }
+
+    /// Deletes pod `namespace/name` (a DELETED event), if it exists.
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        let pod = self
+            .recorded
+            .lock()
+            .unwrap()
+            .pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned();
+        if let Some(pod) = pod {
+            self.pod_event("DELETED", pod);
+        }
+    }
+
+    /// Sets a pod's phase (a MODIFIED event).
+    pub fn set_pod_phase(&self, namespace: &str, name: &str, phase: &str) {
+        let pod = self
+            .recorded
+            .lock()
+            .unwrap()
+            .pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned();
+        if let Some(mut pod) = pod {
+            pod["status"]["phase"] = json!(phase);
+            self.pod_event("MODIFIED", pod);
+        }
+    }
+
+    fn pod_event(&self, kind: &'static str, mut pod: Value) {
+        {
+            let mut r = self.recorded.lock().unwrap();
+            r.resource_version += 1;
+            let rv = r.resource_version;
+            pod["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let key = (
+                pod["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            if kind == "DELETED" {
+                r.pods.remove(&key);
+            } else {
+                r.pods.insert(key, pod.clone());
+            }
+            r.events.push((rv, kind, pod));
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Ends every open watch, as the server does at a watch's timeout or on restart.
+    pub fn close_watches(&self) {
+        self.recorded.lock().unwrap().watch_generation += 1;
+        self.changed.notify_waiters();
+    }
+
+    /// While set, new watches are answered 503 (and the open ones are closed).
+    pub fn refuse_watches(&self, refuse: bool) {
+        self.recorded.lock().unwrap().refuse_watches = refuse;
+        if refuse {
+            self.close_watches();
+        }
+    }
+
+    /// Forgets the event history: a watch resumed from an older resource version is told
+    /// 410 Expired and must list again.
+    pub fn compact(&self) {
+        let mut r = self.recorded.lock().unwrap();
+        r.compacted = r.resource_version;
+        r.events.clear();
+    }
+
+    /// Pod list and watch calls so far: (path and query) of each.
+    pub fn pod_calls(&self) -> Vec<String> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(m, p, _)| m == "GET" && p.contains("/pods"))
+            .map(|(_, p, _)| p.clone())
+            .collect()
     }
 
     /// A kubeconfig pointing at this stand-in, with the provider's token and namespace.
@@ -142,8 +266,10 @@ impl Drop for HungApi {
     }
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+type Body = BoxBody<Bytes, std::convert::Infallible>;
+
+fn reply(status: StatusCode, body: Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *r.status_mut() = status;
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
@@ -158,9 +284,23 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
 async fn handle(
     req: Request<hyper::body::Incoming>,
     rec: Arc<Mutex<Recorded>>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    changed: Arc<tokio::sync::Notify>,
+) -> Result<Response<Body>, std::convert::Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let recorded_path = match req.uri().query() {
+        Some(q) if path.contains("/pods") => format!("{path}?{q}"),
+        _ => path.clone(),
+    };
     let bearer = req
         .headers()
         .get("authorization")
@@ -177,7 +317,7 @@ async fn handle(
     rec.lock()
         .unwrap()
         .requests
-        .push((method.clone(), path.clone(), body.clone()));
+        .push((method.clone(), recorded_path, body.clone()));
 
     if bearer.is_none() {
         return Ok(reply(
@@ -210,6 +350,29 @@ async fn handle(
                     ));
                 }
                 return Ok(token_request(ns, sa, &body));
+            }
+            ("GET", ["api", "v1", "pods"]) => {
+                let node = node_selector(&query);
+                let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+                if watching {
+                    return Ok(watch_pods(rec, changed, node, &query));
+                }
+                return Ok(list_pods(&rec, node.as_deref()));
+            }
+            ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
+                let pod = rec
+                    .lock()
+                    .unwrap()
+                    .pods
+                    .get(&(ns.to_string(), name.to_string()))
+                    .cloned();
+                return Ok(match pod {
+                    Some(p) => reply(StatusCode::OK, p),
+                    None => reply(
+                        StatusCode::NOT_FOUND,
+                        status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
+                    ),
+                });
             }
             ("GET" | "POST", ["api", "v1", "namespaces", _, "secrets", ..])
                 if rec.lock().unwrap().hang_secrets =>
@@ -357,7 +520,7 @@ async fn wait_barrier(rec: &Arc<Mutex<Recorded>>) {
 
 /// What the API server answers to a TokenRequest: a token for the service account, bound
 /// to the pod named in boundObjectRef, for the audiences asked (the API's own by default).
-fn token_request(ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
+fn token_request(ns: &str, sa: &str, body: &Value) -> Response<Body> {
     let spec = &body["spec"];
     let bound = &spec["boundObjectRef"];
     let audiences: Vec<String> = match spec["audiences"].as_array() {
@@ -388,4 +551,140 @@ fn token_request(ns: &str, sa: &str, body: &Value) -> Response<Full<Bytes>> {
             "status": {"token": jwt, "expirationTimestamp": "2099-01-01T00:00:00Z"},
         }),
     )
+}
+
+/// The node a `fieldSelector=spec.nodeName=<node>` names, if any.
+fn node_selector(query: &std::collections::HashMap<String, String>) -> Option<String> {
+    query.get("fieldSelector").and_then(|f| {
+        f.split(',')
+            .find_map(|term| term.strip_prefix("spec.nodeName="))
+            .map(str::to_string)
+    })
+}
+
+fn on_node(pod: &Value, node: Option<&str>) -> bool {
+    node.is_none_or(|n| pod["spec"]["nodeName"] == n)
+}
+
+/// A PodList of the pods on `node` (all of them, in one page), at the current version.
+fn list_pods(rec: &Arc<Mutex<Recorded>>, node: Option<&str>) -> Response<Body> {
+    let r = rec.lock().unwrap();
+    let items: Vec<Value> = r
+        .pods
+        .values()
+        .filter(|p| on_node(p, node))
+        .cloned()
+        .collect();
+    reply(
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "PodList",
+               "metadata": {"resourceVersion": r.resource_version.to_string()},
+               "items": items}),
+    )
+}
+
+/// A watch as kube-apiserver streams it: one JSON event per line in a chunked body, from
+/// the resource version asked (all pods as ADDED when it is "0" or absent), an ERROR with
+/// 410 Expired when that version was compacted away, until the server closes it.
+fn watch_pods(
+    rec: Arc<Mutex<Recorded>>,
+    changed: Arc<tokio::sync::Notify>,
+    node: Option<String>,
+    query: &std::collections::HashMap<String, String>,
+) -> Response<Body> {
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (generation, refused, compacted) = {
+        let r = rec.lock().unwrap();
+        (r.watch_generation, r.refuse_watches, r.compacted)
+    };
+    if refused {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            status_body(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let line = |v: Value| Bytes::from(format!("{v}\n"));
+        if from != 0 && from <= compacted {
+            let status = status_body(
+                410,
+                "Expired",
+                &format!("too old resource version: {from} ({compacted})"),
+            );
+            let _ = tx
+                .send(line(json!({"type": "ERROR", "object": status})))
+                .await;
+            return;
+        }
+        let mut sent = from;
+        if from == 0 {
+            let (pods, rv) = {
+                let r = rec.lock().unwrap();
+                let pods: Vec<Value> = r
+                    .pods
+                    .values()
+                    .filter(|p| on_node(p, node.as_deref()))
+                    .cloned()
+                    .collect();
+                (pods, r.resource_version)
+            };
+            for p in pods {
+                if tx
+                    .send(line(json!({"type": "ADDED", "object": p})))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            sent = rv;
+        }
+        loop {
+            let notified = changed.notified();
+            let (batch, closed) = {
+                let r = rec.lock().unwrap();
+                let batch: Vec<(u64, &'static str, Value)> = r
+                    .events
+                    .iter()
+                    .filter(|(rv, _, p)| *rv > sent && on_node(p, node.as_deref()))
+                    .cloned()
+                    .collect();
+                (batch, r.watch_generation != generation)
+            };
+            if closed {
+                return;
+            }
+            for (rv, kind, p) in batch {
+                if tx
+                    .send(line(json!({"type": kind, "object": p})))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                sent = rv;
+            }
+            notified.await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
 }

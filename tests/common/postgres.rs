@@ -149,8 +149,19 @@ impl Postgres {
 
 impl Postgres {
     /// Mounts OpenBao's database engine at `database/` with this server as connection `pg`
-    /// and a role `role` whose credentials live `ttl`.
+    /// and a role `role` whose credentials live `ttl` (24 h at most).
     pub async fn serve_openbao(&self, bao: &super::OpenBao, role: &str, ttl: &str) {
+        self.serve_openbao_max(bao, role, ttl, "24h").await;
+    }
+
+    /// The same, with credentials renewable up to `max_ttl`.
+    pub async fn serve_openbao_max(
+        &self,
+        bao: &super::OpenBao,
+        role: &str,
+        ttl: &str,
+        max_ttl: &str,
+    ) {
         bao.write(
             "sys/mounts/database",
             serde_json::json!({"type": "database"}),
@@ -178,7 +189,7 @@ impl Postgres {
                 "db_name": "pg",
                 "creation_statements": ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"],
                 "default_ttl": ttl,
-                "max_ttl": "24h",
+                "max_ttl": max_ttl,
             }),
         )
         .await;
