@@ -437,9 +437,9 @@ impl Lifecycle {
                 s.next = (s.renewable && !capped && !ttl.is_zero())
                     .then(|| renew_at(now, ttl, 2.0 / 3.0));
                 s.ttl = ttl;
-                if capped && let Some(end) = s.expires_at {
+                if capped {
                     drop(s);
-                    self.end_reuse_by(token, end);
+                    self.end_reuse(token);
                 }
             }
             Err(e) => {
@@ -449,14 +449,14 @@ impl Lifecycle {
         }
     }
 
-    /// Every lease `token` read dies at `end`: their pods get new ones before that.
-    fn end_reuse_by(&self, token: &TokenTrack, end: Instant) {
+    /// Every lease `token` read dies with it soon: their pods' next Mounts get new ones,
+    /// read with a new token, while these still work.
+    fn end_reuse(&self, token: &TokenTrack) {
         let now = Instant::now();
-        let until = now + end.saturating_duration_since(now).mul_f64(2.0 / 3.0);
         let state = lock(&self.state);
         for t in state.leases.values() {
             if std::ptr::eq(Arc::as_ptr(&t.token), token) {
-                self.reuse.reuse_until(&t.reuse, &t.lease_id, until);
+                self.reuse.reuse_until(&t.reuse, &t.lease_id, now);
             }
         }
     }
@@ -493,9 +493,11 @@ impl Lifecycle {
                 // renewed too): the pod's next Mount gets new credentials in time.
                 let by_token = token_end.is_some_and(|e| e <= now + lease + Duration::from_secs(2));
                 if lease < increment && !by_token {
+                    // Renewed at half its lease, a lease that comes back capped still has at
+                    // least half a lease left: the pod's next Mount gets new credentials now,
+                    // while these keep working that long.
                     t.next = None;
-                    self.reuse
-                        .reuse_until(&t.reuse, &t.lease_id, now + lease.mul_f64(2.0 / 3.0));
+                    self.reuse.reuse_until(&t.reuse, &t.lease_id, now);
                     tracing::debug!(
                         lease_s = lease.as_secs(),
                         "lease near its maximum TTL; the pod's next Mount gets new credentials"
@@ -580,6 +582,119 @@ mod tests {
         for bad in ["", "a//b", "../sys/x", "a/./b", "a b", "a?b", "/a"] {
             assert!(!crate::vault::plain_lease_id(bad), "{bad}");
         }
+    }
+
+    fn setup() -> (Arc<NodePods>, Lifecycle) {
+        let pods = Arc::new(NodePods::new("n".into()));
+        let lifecycle = Lifecycle::new(
+            pods.clone(),
+            Arc::new(Leases::new(10)),
+            Arc::new(TokenCache::new(10)),
+            true,
+            true,
+        );
+        (pods, lifecycle)
+    }
+
+    fn pod(name: &str, uid: &str) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap()
+    }
+
+    fn track(l: &Lifecycle, uid: &str, lease_id: &str) {
+        let key = LeaseKey {
+            pod_uid: uid.into(),
+            identity: crate::identity::tests_support::identity("a"),
+            spec: crate::plan::ReadSpec {
+                method: crate::plan::Method::Get,
+                path: "/v1/database/creds/app".into(),
+                query: vec![],
+                body: None,
+            },
+        };
+        let token = crate::vault::VaultToken {
+            token: SecretString::new("t".into()),
+            lease_duration: Duration::from_secs(3600),
+            renewable: true,
+        };
+        let held = Held::new(&token, 1, Instant::now());
+        let answer = SecretResponse::parse(
+            format!(
+                r#"{{"lease_id":"{lease_id}","lease_duration":60,"renewable":true,"data":{{}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        l.track(&key, &held, &answer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_pods_are_renewed_gone_ones_revoked_and_unseen_ones_left_alone() {
+        use kube::runtime::watcher::Event;
+        let (pods, l) = setup();
+        pods.apply(Event::Init);
+        pods.apply(Event::InitApply(pod("a", "ua")));
+        pods.apply(Event::InitApply(pod("b", "ub")));
+        pods.apply(Event::InitDone);
+        track(&l, "ua", "database/creds/app/1");
+        track(&l, "ub", "database/creds/app/2");
+        track(&l, "elsewhere", "database/creds/app/3");
+        assert_eq!(l.tracked(), 3);
+        // Nothing is due at once.
+        let (jobs, _) = l.due(Instant::now());
+        assert!(jobs.is_empty());
+        // Half way through the 60 s lease: both running pods' leases and the unseen one
+        // (within its grace) are renewed.
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let (jobs, _) = l.due(Instant::now());
+        let renewed = jobs.iter().filter(|j| matches!(j, Job::Renew(..))).count();
+        assert_eq!(renewed, 3);
+        // Pod b deleted: its lease is revoked, the others kept.
+        for uid in pods.apply(Event::Delete(pod("b", "ub"))) {
+            l.pod_gone(&uid);
+        }
+        let (jobs, _) = l.due(Instant::now());
+        let revoked: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| match j {
+                Job::Revoke(t, _) => Some(t.lease_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(revoked, ["database/creds/app/2"]);
+        assert_eq!(l.tracked(), 2);
+        // The pod this node never shows is dropped after the grace, not revoked.
+        for t in lock(&l.state).leases.values_mut() {
+            t.in_flight = false;
+            t.expires_at = Instant::now() + Duration::from_secs(3600);
+        }
+        tokio::time::advance(UNSEEN_GRACE).await;
+        let (jobs, _) = l.due(Instant::now());
+        assert!(jobs.iter().all(|j| !matches!(j, Job::Revoke(..))));
+        assert_eq!(l.tracked(), 1);
+        assert!(
+            lock(&l.state)
+                .leases
+                .contains_key(&("ua".to_string(), "database/creds/app/1".to_string()))
+        );
+    }
+
+    #[test]
+    fn the_state_has_a_byte_budget_per_pod() {
+        let (_pods, l) = setup();
+        for i in 0..10_000 {
+            track(&l, "greedy", &format!("database/creds/app/{i}"));
+        }
+        let kept = l.tracked();
+        assert!(kept < 10_000 && kept > 100, "{kept}");
+        assert!(lock(&l.state).bytes <= TRACKED_BYTES_PER_POD);
+        // Another pod still has room.
+        track(&l, "modest", "database/creds/app/x");
+        assert_eq!(l.tracked(), kept + 1);
     }
 
     #[test]

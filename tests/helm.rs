@@ -8,6 +8,9 @@
 //! and environment (paths moved into a temporary directory, and `-health-addr` on a free
 //! port because tests run in parallel), and mounts through the driver's socket. So
 //! replacing the chart's image with this one (`csi.image.*` in the values) is all it takes.
+//! The environment is the chart's as `deploy/helm/post-renderer` leaves it (NODE_NAME added
+//! from the downward API, the pods RBAC in its ClusterRole), so the provider also watches
+//! its node's pods to renew and revoke their leases.
 //!
 //! The chart facts, from the charts' templates:
 //! - vault-helm `templates/csi-daemonset.yaml`: args `--endpoint=/provider/vault.sock`,
@@ -31,6 +34,7 @@
 
 mod common;
 
+use common::kits::*;
 use common::kube::{KubeApi, PROVIDER_NAMESPACE};
 use common::*;
 use serde_json::{Value, json};
@@ -41,6 +45,9 @@ use tonic::Code;
 
 /// What one chart renders with its default values (and `csi.enabled=true`).
 struct Chart {
+    /// The chart's name (`vault.name`, `openbao.name`): the provider container and its
+    /// labels are `<name>-csi-provider`.
+    name: &'static str,
     /// The provider container's `args`.
     args: &'static [&'static str],
     /// The provider container's `env`.
@@ -58,6 +65,7 @@ const AGENT_ENV: &[(&str, &str)] = &[("VAULT_ADDR", "unix:///var/run/vault/agent
 
 /// hashicorp/vault-helm since hashicorp/vault-helm#1048 (`csi.logLevel`).
 const VAULT_HELM: Chart = Chart {
+    name: "vault",
     args: &[
         "--endpoint=/provider/vault.sock",
         "--log-level=info",
@@ -84,6 +92,7 @@ const VAULT_HELM_DEBUG_FLAG: Chart = Chart {
 
 /// openbao/openbao-helm 0.18.
 const OPENBAO_HELM: Chart = Chart {
+    name: "openbao",
     args: &[
         "--endpoint=/provider/openbao.sock",
         "--debug=false",
@@ -207,8 +216,10 @@ async fn mounts_through_the_chart(chart: &Chart, sidecar: Sidecar) {
     ] {
         cmd.env_remove(var);
     }
-    for (k, v) in chart.env {
-        cmd.env(k, moved(v));
+    // The environment the post-renderer leaves (deploy/helm): the chart's, and NODE_NAME.
+    let rendered = post_render(chart);
+    for (k, v) in container_env(provider_container(chart, &rendered)) {
+        cmd.env(k, moved(&v));
     }
     cmd.env("KUBECONFIG", &kubeconfig).env("HOME", dir.path());
     let mut provider = Running::spawn(cmd, dir.path().join("provider.log"));
@@ -297,12 +308,176 @@ async fn mounts_through_the_chart(chart: &Chart, sidecar: Sidecar) {
         "{}",
         err.message()
     );
+    // With NODE_NAME, the leases it hands out live as long as their pods.
+    assert!(
+        provider.log_text().contains("watching this node's pods"),
+        "{}",
+        provider.log_text()
+    );
+    assert!(
+        kube.pod_calls()
+            .iter()
+            .all(|c| c.contains(&format!("spec.nodeName%3D{NODE_NAME}"))),
+        "{:?}",
+        kube.pod_calls()
+    );
     // (Unknown flags would have ended it at the start, with its usage.)
     assert!(
         matches!(provider.child.try_wait(), Ok(None)),
         "{}",
         provider.log_text()
     );
+}
+
+/// The objects of the chart's CSI provider as it renders them with its default values
+/// (`csi.enabled=true`, the agent on), from its templates `csi-daemonset.yaml` and
+/// `csi-clusterrole.yaml`, with this image; plus an object of the server's, which the
+/// post-renderer must leave alone.
+fn chart_rendering(chart: &Chart) -> String {
+    let name = format!("{}-csi-provider", chart.name);
+    let labels = json!({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": "release",
+        "app.kubernetes.io/managed-by": "Helm",
+    });
+    let env: Vec<Value> = chart
+        .env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let daemonset = json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": format!("release-{name}"), "namespace": chart.name, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "release"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "release"}},
+                "spec": {
+                    "serviceAccountName": format!("release-{name}"),
+                    "containers": [
+                        {"name": name, "image": "registry.example/vault-csi-provider:0.1.0",
+                         "args": chart.args, "env": env,
+                         "volumeMounts": [{"name": "providervol", "mountPath": "/provider"}]},
+                        {"name": format!("{}-agent", chart.name), "image": "openbao/openbao:2.7.2",
+                         "args": ["agent", "-config=/etc/vault/config.hcl"]},
+                    ],
+                    "volumes": [{"name": "providervol", "hostPath": {"path": "/var/run/secrets-store-csi-providers"}}],
+                },
+            },
+        },
+    });
+    let cluster_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": format!("release-{name}-clusterrole"), "labels": labels},
+        "rules": [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}],
+    });
+    let server_config = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": format!("release-{}-config", chart.name), "namespace": chart.name,
+                     "labels": {"app.kubernetes.io/name": chart.name}},
+        "data": {"extraconfig-from-values.hcl": "disable_mlock = true"},
+    });
+    [daemonset, cluster_role, server_config]
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The chart's rendering through `deploy/helm/post-renderer`, as Helm runs it.
+fn post_render(chart: &Chart) -> Vec<Value> {
+    use std::io::Write;
+    let mut child = Command::new(repo().join("deploy/helm/post-renderer"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run deploy/helm/post-renderer (needs sh and kubectl)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(chart_rendering(chart).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "post-renderer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn provider_container<'a>(chart: &Chart, objects: &'a [Value]) -> &'a Value {
+    let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == format!("{}-csi-provider", chart.name))
+        .unwrap()
+}
+
+/// The post-renderer gives each chart's provider NODE_NAME from the downward API and its
+/// ClusterRole the watch of pods, changing nothing else; the result is valid Kubernetes.
+#[test]
+fn the_post_renderer_gives_both_charts_node_name_and_the_pod_rbac() {
+    for chart in [&VAULT_HELM, &OPENBAO_HELM] {
+        let before = documents(&chart_rendering(chart));
+        let after = post_render(chart);
+        assert_eq!(after.len(), before.len(), "{}", chart.name);
+        let mut env: Vec<Value> = after
+            .iter()
+            .find(|o| o["kind"] == "DaemonSet")
+            .and_then(|ds| {
+                ds["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()
+                    .cloned()
+            })
+            .unwrap();
+        env.sort_by_key(|e| e["name"].as_str().unwrap().to_string());
+        assert_eq!(
+            env,
+            [
+                json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
+                json!({"name": "VAULT_ADDR", "value": "unix:///var/run/vault/agent.sock"}),
+            ],
+            "{}",
+            chart.name
+        );
+        let agent = &after.iter().find(|o| o["kind"] == "DaemonSet").unwrap()["spec"]["template"]["spec"]
+            ["containers"][1];
+        assert!(agent["env"].is_null(), "the agent is left alone: {agent}");
+        let role = after.iter().find(|o| o["kind"] == "ClusterRole").unwrap();
+        assert_eq!(
+            role["rules"],
+            json!([
+                {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            ])
+        );
+        let config = |objs: &[Value]| objs.iter().find(|o| o["kind"] == "ConfigMap").cloned();
+        assert_eq!(
+            config(&after),
+            config(&before),
+            "the server's objects pass unchanged"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rendered.yaml");
+        std::fs::write(
+            &file,
+            after
+                .iter()
+                .map(|o| serde_yaml_ng::to_string(o).unwrap())
+                .collect::<Vec<_>>()
+                .join("---\n"),
+        )
+        .unwrap();
+        validate_strictly(&[(chart.name.to_string(), file, after.clone())]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

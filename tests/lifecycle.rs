@@ -31,9 +31,19 @@ struct Env {
 }
 
 async fn env(token_ttl: &str, revoke_policy: bool, node_name: Option<&str>) -> Env {
+    env_ttl(token_ttl, ("10s", "10m"), revoke_policy, node_name).await
+}
+
+/// The same, with the database credentials' TTL and maximum TTL.
+async fn env_ttl(
+    token_ttl: &str,
+    (db_ttl, db_max_ttl): (&str, &str),
+    revoke_policy: bool,
+    node_name: Option<&str>,
+) -> Env {
     let bao = OpenBao::start().await;
     let pg = Postgres::start();
-    pg.serve_openbao_max(&bao, "app", "10s", "10m").await;
+    pg.serve_openbao_max(&bao, "app", db_ttl, db_max_ttl).await;
     let mut policy = r#"path "database/creds/app" { capabilities = ["read"] }"#.to_string();
     if revoke_policy {
         // Only the role's own leases: the provider revokes by path.
@@ -178,6 +188,41 @@ async fn leases_and_their_token_are_renewed_while_the_pod_runs() {
     .await;
     assert!(tokens >= 2.0, "token renewals in 30 s: {tokens}");
     assert_eq!(metric(&e, "vault_csi_provider_pods_watched", "").await, 1.0);
+}
+
+/// Renewed until the lease's maximum TTL is near: then the pod's next Mount gets new
+/// credentials while the old ones still work, as without renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_maximum_the_next_mount_gets_new_credentials_in_time() {
+    let e = env_ttl("1h", ("6s", "20s"), true, Some(NODE)).await;
+    watching(&e).await;
+    let p = pod(&e, "capped", NODE);
+    let first = mount(&e, &p).await;
+    let started = Instant::now();
+    let switched = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = mount(&e, &p).await;
+        if now != first {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still the first credentials at their maximum TTL\n{}",
+            e.p.log_text()
+        );
+    };
+    let at = started.elapsed();
+    println!("new credentials after {at:?}");
+    assert!(
+        at > Duration::from_secs(8),
+        "replaced at {at:?}: before the first 6 s lease was renewed"
+    );
+    assert!(
+        can_login(&e, &first),
+        "the old ones still work when replaced"
+    );
+    assert!(can_login(&e, &switched));
+    assert_ne!(switched.2, first.2, "a new version");
 }
 
 /// 2. The pod deleted: its database user is gone within 20 s; another pod of the same
