@@ -7,6 +7,7 @@
 
 use crate::plan::PlanError;
 use crate::render::RenderError;
+use crate::text::{MAX_MESSAGE, cap, quote};
 use crate::vault::VaultError;
 use tonic::{Code, Status};
 
@@ -64,47 +65,6 @@ pub enum MountError {
     Busy,
     #[error("internal error: {0}; please report it")]
     Internal(String),
-}
-
-/// Longest status message, in bytes.
-pub const MAX_MESSAGE: usize = 1024;
-
-/// At most `max` bytes of `text`, cut on a character boundary, with `...` when cut.
-pub fn cap(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
-/// Tenant or Vault input quoted for a message: escaped, at most 64 bytes of it.
-pub fn quote(text: &str) -> String {
-    let cut = text.len() > 64;
-    let shown = if cut { cap(text, 64) } else { text.to_string() };
-    let shown = shown.strip_suffix("...").filter(|_| cut).unwrap_or(&shown);
-    let escaped: String = shown.escape_debug().collect();
-    if cut {
-        format!("\"{escaped}\"... ({} bytes)", text.len())
-    } else {
-        format!("\"{escaped}\"")
-    }
-}
-
-/// Names (keys, never values) for a message: quoted, the first 20, `none` for none.
-pub fn name_list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
-    let mut shown: Vec<String> = names.take(21).map(|n| quote(n.as_ref())).collect();
-    if shown.is_empty() {
-        return "none".into();
-    }
-    if shown.len() > 20 {
-        shown.truncate(20);
-        shown.push("...".into());
-    }
-    shown.join(", ")
 }
 
 fn names(objects: &[String]) -> String {

@@ -728,7 +728,7 @@ pub fn go_secrets(objects_text: &str) -> Result<Vec<GoSecret>, GoError> {
 }
 
 fn short(e: &serde_yaml_ng::Error) -> String {
-    crate::error::cap(&e.to_string(), 300)
+    crate::text::cap(&e.to_string(), 300)
 }
 
 /// How a scalar was written.

@@ -21,11 +21,12 @@
 //! the `mount` subcommand (`cli/mount.rs`) runs the same pipeline for one class.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod authority;
 pub mod cli;
 pub mod client;
 pub mod error;
-pub mod flags;
+pub mod goflag;
 pub mod goversion;
 pub mod health;
 pub mod identity;
@@ -45,6 +46,7 @@ pub mod server;
 pub mod service;
 pub mod settings;
 pub mod template;
+pub mod text;
 pub mod tls;
 pub mod vault;
 pub mod version;

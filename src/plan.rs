@@ -154,7 +154,7 @@ impl Pointer {
         let Some(rest) = text.strip_prefix('/') else {
             return Err(format!(
                 "selector {} is not a JSON Pointer: start it with /, e.g. /db/password",
-                crate::error::quote(text)
+                crate::text::quote(text)
             ));
         };
         let mut tokens = Vec::new();
@@ -170,7 +170,7 @@ impl Pointer {
                         _ => {
                             return Err(format!(
                                 "selector {} has a ~ that is not ~0 (for ~) or ~1 (for /)",
-                                crate::error::quote(text)
+                                crate::text::quote(text)
                             ));
                         }
                     },
@@ -285,17 +285,17 @@ pub enum PlanError {
     },
     #[error("object {index}: {reason}")]
     BadObject { index: usize, reason: String },
-    #[error("object {}: {reason}", crate::error::quote(.name))]
+    #[error("object {}: {reason}", crate::text::quote(.name))]
     BadNamedObject { name: String, reason: String },
     #[error(
         "objectName {} is used by more than one object: each object needs its own file name",
-        crate::error::quote(.0)
+        crate::text::quote(.0)
     )]
     DuplicateName(String),
     #[error(
         "objectName {} is a file but {} needs it to be a directory: rename one of them",
-        crate::error::quote(.file),
-        crate::error::quote(.nested)
+        crate::text::quote(.file),
+        crate::text::quote(.nested)
     )]
     FileDirConflict { file: String, nested: String },
 }
@@ -320,7 +320,7 @@ fn bounded<'a>(key: &str, value: &'a str, max: usize) -> Result<&'a str, PlanErr
     if value.chars().any(char::is_control) {
         return Err(bad_param(
             key,
-            format!("{} contains control characters", crate::error::quote(value)),
+            format!("{} contains control characters", crate::text::quote(value)),
         ));
     }
     Ok(value)
@@ -374,7 +374,7 @@ fn parse_string_map(field: &'static str, text: &str) -> Result<HashMap<String, S
             Value::String(s) => Ok((k, s)),
             _ => Err(PlanError::Malformed {
                 field,
-                reason: format!("value of key {} is not a string", crate::error::quote(&k)),
+                reason: format!("value of key {} is not a string", crate::text::quote(&k)),
             }),
         })
         .collect()
@@ -416,7 +416,7 @@ fn tokens_in_secrets(text: &str) -> Result<Option<String>, PlanError> {
             field: "secrets",
             reason: format!(
                 "value of key {} is not a string",
-                crate::error::quote(TOKENS_KEY)
+                crate::text::quote(TOKENS_KEY)
             ),
         }),
     }
@@ -436,7 +436,7 @@ fn check_token_claims(token: &SecretString, pod: &PodInfo) -> Result<(), PlanErr
         .iter()
         .any(|(claim, attr)| matches!(claim, Some(v) if !attr.is_empty() && v != attr));
     if differs {
-        let q = crate::error::quote;
+        let q = crate::text::quote;
         return Err(PlanError::TokenMismatch {
             token_says: format!(
                 "{}/{}",
@@ -608,7 +608,7 @@ fn parse_permission(text: &str) -> Result<u32, PlanError> {
             field: "permission",
             reason: format!(
                 "{} is not a file mode from 0 to 511",
-                crate::error::quote(text)
+                crate::text::quote(text)
             ),
         })
 }
@@ -620,7 +620,7 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
                 key,
                 format!(
                     "{} is not a mount path: use a name such as kubernetes or jwt",
-                    crate::error::quote(mount)
+                    crate::text::quote(mount)
                 ),
             ));
         }
@@ -632,7 +632,7 @@ fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
                 key,
                 format!(
                     "{} contains characters a mount path cannot have",
-                    crate::error::quote(mount)
+                    crate::text::quote(mount)
                 ),
             ));
         }
@@ -654,12 +654,12 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
             .transpose()
     };
     let skip_verify = match params.vault("SkipTLSVerify") {
-        Some((key, v)) => Some(crate::flags::parse_go_bool(v).ok_or_else(|| {
+        Some((key, v)) => Some(crate::goflag::parse_go_bool(v).ok_or_else(|| {
             bad_param(
                 &key,
                 format!(
                     "{} is not a boolean: use true or false",
-                    crate::error::quote(v)
+                    crate::text::quote(v)
                 ),
             )
         })?),
@@ -681,7 +681,7 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
     let address = match params.vault("Address") {
         Some((key, v)) => {
             bounded(&key, v, MAX_ADDRESS)?;
-            validate_address(v).map_err(|reason| bad_param(&key, reason))?;
+            crate::address::validate(v).map_err(|reason| bad_param(&key, reason))?;
             Some(v.to_string())
         }
         None => None,
@@ -696,35 +696,6 @@ fn parse_connection(params: &Params<'_>) -> Result<ConnectionOverrides, PlanErro
         client_cert,
         client_key,
     })
-}
-
-/// Checks an address, or a comma-separated list of the nodes of one cluster: each one
-/// `http://`, `https://` or `unix://` with something after it.
-pub fn validate_address(address: &str) -> Result<(), String> {
-    let nodes = crate::vault::split_nodes(address);
-    if nodes.is_empty() {
-        return Err("no address is given: use https://host:port".into());
-    }
-    if nodes.len() > crate::vault::MAX_NODES {
-        return Err(format!(
-            "{} addresses are listed: at most {} nodes of one cluster",
-            nodes.len(),
-            crate::vault::MAX_NODES
-        ));
-    }
-    for node in nodes {
-        let ok = ["http://", "https://", "unix://"].iter().any(|scheme| {
-            node.strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty())
-        });
-        if !ok || url::Url::parse(node).is_err() {
-            return Err(format!(
-                "{} is not a Vault address: use https://host:port, http://host:port or unix:///path/to/agent.sock, or several https:// addresses separated by commas",
-                crate::error::quote(node)
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -67,14 +67,14 @@ impl TenantPolicy {
     /// Checks what the class asks for against the operator's limits.
     pub fn check(&self, plan: &MountPlan) -> Result<(), Refused> {
         if let (Some(allowed), Some(list)) = (&self.vault_addrs, &plan.connection.address) {
-            for node in crate::vault::split_nodes(list) {
+            for node in crate::address::split_nodes(list) {
                 if !allowed
                     .iter()
                     .any(|a| normal_address(a) == normal_address(node))
                 {
                     return Err(Refused {
                         attribute: "vaultAddress",
-                        value: crate::error::quote(node),
+                        value: crate::text::quote(node),
                         why: "it is not one of the Vault addresses classes may name",
                         flag: "-allowed-vault-addrs",
                     });
@@ -97,7 +97,7 @@ impl TenantPolicy {
                 if !inside {
                     return Err(Refused {
                         attribute,
-                        value: crate::error::quote(&path.to_string_lossy()),
+                        value: crate::text::quote(&path.to_string_lossy()),
                         why: "TLS files must be absolute paths inside the directories the provider allows",
                         flag: "-allowed-tls-dirs",
                     });
@@ -109,7 +109,7 @@ impl TenantPolicy {
         {
             return Err(Refused {
                 attribute: "audience",
-                value: crate::error::quote(a),
+                value: crate::text::quote(a),
                 why: "classes may not choose the token audience",
                 flag: "-allow-class-audience",
             });
@@ -119,7 +119,7 @@ impl TenantPolicy {
         {
             return Err(Refused {
                 attribute: "vaultAuthMountPath",
-                value: crate::error::quote(m),
+                value: crate::text::quote(m),
                 why: "classes may not choose the auth mount",
                 flag: "-allow-class-auth-mount",
             });

@@ -311,7 +311,7 @@ impl Provider {
             ("service account", &pod.service_account),
             ("pod name", &pod.name),
         ] {
-            if !crate::kube::valid_name(value) {
+            if !crate::text::valid_name(value) {
                 return Err(no_token(format!(
                     "and the driver sent no valid {what} to request one for"
                 )));

@@ -1,10 +1,10 @@
 //! Render stage: the files of one object from a Vault answer: a selected key or nested
 //! value, the whole answer, or every key as a directory. Pure. (Templates: `template.rs`.)
 
-use crate::error::quote;
 use crate::plan::{Encoding, ObjectKind, ObjectSpec, Pointer};
 use crate::response::{SecretResponse, go_json};
 use crate::secret::SecretBytes;
+use crate::text::quote;
 use base64::Engine;
 use serde_json::{Map, Value};
 
@@ -237,7 +237,7 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
 }
 
 fn key_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    crate::error::name_list(keys)
+    crate::text::name_list(keys)
 }
 
 /// Decodes `raw` as `encoding`; `key` names the value in messages.

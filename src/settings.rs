@@ -2,7 +2,7 @@
 //! into typed values before any I/O. Class parameters override some of these per Mount
 //! (see `plan`). The environment is passed in as a lookup function so tests feed a map.
 
-use crate::flags::{self, Flag, Kind, Parsed};
+use crate::goflag::{self, Flag, Kind, Parsed};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -111,238 +111,229 @@ fn invalid(name: &str, value: &str, reason: &str) -> SettingsError {
 
 /// The server's flags, with the Go provider's names and defaults.
 pub const SERVER_FLAGS: &[Flag] = &[
-    f(
+    Flag::new(
         "endpoint",
         Kind::Value,
         "/tmp/vault.sock",
         "path of the Unix socket to serve the provider API on; repeat or separate with commas to serve several (vault.sock and openbao.sock)",
     ),
-    f(
+    Flag::new(
         "health-addr",
         Kind::Value,
         ":8080",
         "address for GET /health/ready; empty disables it",
     ),
-    f(
+    Flag::new(
         "log-level",
         Kind::Value,
         "info",
         "log level: trace, debug, info, warn, error or off",
     ),
-    f(
+    Flag::new(
         "log-format",
         Kind::Value,
         "text",
         "log format: text or json (one flat object a line, with severity)",
     ),
-    f(
+    Flag::new(
         "log-stream",
         Kind::Value,
         "stderr",
         "where log lines go: stderr or stdout",
     ),
-    f(
+    Flag::new(
         "debug",
         Kind::Bool,
         "false",
         "debug logging (deprecated: use -log-level=debug)",
     ),
-    f(
+    Flag::new(
         "version",
         Kind::Bool,
         "false",
         "print version information and exit",
     ),
-    f(
+    Flag::new(
         "output",
         Kind::Value,
         "json",
         "format of -version: json, yaml or json-pretty",
     ),
-    f(
+    Flag::new(
         "hmac-secret-name",
         Kind::Value,
         "vault-csi-provider-hmac-key",
         "Kubernetes Secret holding the key of object versions",
     ),
-    f(
+    Flag::new(
         "hmac-key-file",
         Kind::Value,
         "",
         "file holding the key of object versions (instead of the Secret)",
     ),
-    f(
+    Flag::new(
         "cache-size",
         Kind::Value,
         "1000",
         "Vault tokens kept for reuse; 0 or less disables reuse",
     ),
-    f(
+    Flag::new(
         "vault-addr",
         Kind::Value,
         "",
         "default Vault address (overrides VAULT_ADDR)",
     ),
-    f(
+    Flag::new(
         "vault-mount",
         Kind::Value,
         "kubernetes",
         "default auth mount",
     ),
-    f(
+    Flag::new(
         "vault-namespace",
         Kind::Value,
         "",
         "default Vault namespace",
     ),
-    f(
+    Flag::new(
         "vault-tls-ca-cert",
         Kind::Value,
         "",
         "CA bundle file to verify Vault",
     ),
-    f(
+    Flag::new(
         "vault-tls-ca-directory",
         Kind::Value,
         "",
         "directory of CA PEM files to verify Vault",
     ),
-    f(
+    Flag::new(
         "vault-tls-server-name",
         Kind::Value,
         "",
         "name to verify Vault's certificate against",
     ),
-    f(
+    Flag::new(
         "vault-tls-client-cert",
         Kind::Value,
         "",
         "client certificate for mutual TLS",
     ),
-    f(
+    Flag::new(
         "vault-tls-client-key",
         Kind::Value,
         "",
         "client key for mutual TLS",
     ),
-    f(
+    Flag::new(
         "vault-tls-skip-verify",
         Kind::Bool,
         "false",
         "do not verify Vault's certificate (unsafe)",
     ),
-    f(
+    Flag::new(
         "shutdown-grace",
         Kind::Value,
         "25s",
         "how long in-flight mounts may finish after SIGTERM",
     ),
-    f(
+    Flag::new(
         "parallel-reads",
         Kind::Value,
         "8",
         "distinct reads of one Mount run at once",
     ),
-    f(
+    Flag::new(
         "socket-mode",
         Kind::Value,
         "0600",
         "file mode of the socket (octal)",
     ),
-    f(
+    Flag::new(
         "socket-group",
         Kind::Value,
         "",
         "group (name or id) to give the socket",
     ),
-    f(
+    Flag::new(
         "max-response-size",
         Kind::Value,
         "4194304",
         "largest Mount answer in bytes: keep it equal to the driver's --max-call-recv-msg-size",
     ),
-    f(
+    Flag::new(
         "vault-concurrency",
         Kind::Value,
         "32",
         "requests in flight to one Vault at most; more wait their turn inside their deadline",
     ),
-    f(
+    Flag::new(
         "read-share-window",
         Kind::Value,
         "0s",
         "how long a static answer serves identical reads of the same service account (0: read fresh every Mount)",
     ),
-    f(
+    Flag::new(
         "lease-store-size",
         Kind::Value,
         "1000",
         "leases and certificates kept for pods' rotation polls at most; when full, those closest to expiry go first",
     ),
-    f(
+    Flag::new(
         "lease-renewal",
         Kind::Bool,
         "true",
         "renew leases (database and other dynamic credentials) handed to pods of this node, and the Vault tokens that read them, while the pods run (needs NODE_NAME and get, list, watch on pods)",
     ),
-    f(
+    Flag::new(
         "lease-revocation",
         Kind::Bool,
         "true",
         "revoke leases handed to pods of this node when the pods are gone (needs NODE_NAME, get, list, watch on pods, and sys/leases/revoke in the role's policy)",
     ),
-    f(
+    Flag::new(
         "allowed-vault-addrs",
         Kind::Value,
         "",
         "comma-separated Vault addresses a class's vaultAddress may name (empty: any)",
     ),
-    f(
+    Flag::new(
         "allowed-tls-dirs",
         Kind::Value,
         "",
         "comma-separated directories a class's TLS files must be in (empty: any)",
     ),
-    f(
+    Flag::new(
         "allow-class-audience",
         Kind::Bool,
         "true",
         "whether a class may choose the service-account token audience",
     ),
-    f(
+    Flag::new(
         "allow-class-auth-mount",
         Kind::Bool,
         "true",
         "whether a class may choose the Vault auth mount",
     ),
-    f(
+    Flag::new(
         "template-fuel",
         Kind::Value,
         "100000",
         "work all templates of one Mount may do: about one per instruction and one per 64 bytes made",
     ),
-    f(
+    Flag::new(
         "template-recursion-limit",
         Kind::Value,
         "100",
         "how deeply a template may nest (a macro call counts about 5), at most 500",
     ),
-    f(
+    Flag::new(
         "template-max-output",
         Kind::Value,
         "1048576",
         "largest file a template may render, in bytes",
     ),
 ];
-
-const fn f(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
 
 /// Reads one environment variable; empty counts as unset.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -593,7 +584,7 @@ impl Settings {
         };
         let allow = |name: &str| -> Result<bool, SettingsError> {
             let text = value(name);
-            flags::parse_go_bool(&text)
+            goflag::parse_go_bool(&text)
                 .ok_or_else(|| invalid(&format!("-{name}"), &text, "use true or false"))
         };
         let tls_dirs = list("allowed-tls-dirs")
@@ -610,7 +601,7 @@ impl Settings {
         }
         let node_name = env("NODE_NAME").map(|n| n.trim().to_string());
         if let Some(n) = &node_name
-            && !crate::kube::valid_name(n)
+            && !crate::text::valid_name(n)
         {
             return Err(invalid(
                 "NODE_NAME",
@@ -670,7 +661,7 @@ impl VaultSettings {
             .unwrap_or_else(|| "https://127.0.0.1:8200".to_string());
 
         let env_skip = match env("VAULT_SKIP_VERIFY") {
-            Some(v) => flags::parse_go_bool(&v)
+            Some(v) => goflag::parse_go_bool(&v)
                 .ok_or_else(|| invalid("VAULT_SKIP_VERIFY", &v, "use true or false"))?,
             None => false,
         };
@@ -720,7 +711,7 @@ mod tests {
 
     fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let parsed = flags::parse(SERVER_FLAGS, &args).unwrap();
+        let parsed = goflag::parse(SERVER_FLAGS, &args).unwrap();
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -5,8 +5,8 @@
 //! one budget shared by all templates of a Mount), a recursion limit, and a cap on the
 //! output; undefined names are errors; and no message carries a value of the context.
 
-use crate::error::{cap, quote};
 use crate::response::SecretResponse;
+use crate::text::{cap, quote};
 use base64::Engine;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
@@ -536,7 +536,7 @@ fn names_of(v: &Value) -> String {
     let Ok(keys) = v.try_iter() else {
         return "none".into();
     };
-    crate::error::name_list(keys.map(|k| {
+    crate::text::name_list(keys.map(|k| {
         k.as_str()
             .map(str::to_string)
             .unwrap_or_else(|| k.to_string())

@@ -81,7 +81,7 @@ pub fn names_files(tls: &TlsSettings) -> bool {
 pub fn read_named_file(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let shown = || crate::error::quote(&path.to_string_lossy());
+    let shown = || crate::text::quote(&path.to_string_lossy());
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -117,7 +117,7 @@ pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> 
         let pem = read_named_file(file, "CA file (vaultCACertPath)", MAX_TLS_FILE)?;
         Roots::Certs(certs_from_pem(
             &pem,
-            &format!("CA file {}", crate::error::quote(&file.to_string_lossy())),
+            &format!("CA file {}", crate::text::quote(&file.to_string_lossy())),
         )?)
     } else if let Some(dir) = &tls.ca_directory {
         Roots::Certs(read_cert_dir(dir)?)
@@ -129,7 +129,7 @@ pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> 
             let cert_pem = read_named_file(cert, "client certificate", MAX_TLS_FILE)?;
             let key_pem =
                 zeroize::Zeroizing::new(read_named_file(key, "client key", MAX_TLS_FILE)?);
-            let shown = |p: &Path| crate::error::quote(&p.to_string_lossy());
+            let shown = |p: &Path| crate::text::quote(&p.to_string_lossy());
             Some(ClientIdentity {
                 certs: certs_from_pem(&cert_pem, &format!("client certificate {}", shown(cert)))?,
                 key: PrivateKeyDer::from_pem_slice(&key_pem)
@@ -193,7 +193,7 @@ pub fn build(
                 let name = ServerName::try_from(name.to_string()).map_err(|_| {
                     format!(
                         "TLS server name {} is not a DNS name or IP address",
-                        crate::error::quote(name)
+                        crate::text::quote(name)
                     )
                 })?;
                 Arc::new(NameOverride {
@@ -218,7 +218,7 @@ pub fn build(
 }
 
 fn read_cert_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let shown = crate::error::quote(&dir.to_string_lossy());
+    let shown = crate::text::quote(&dir.to_string_lossy());
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("reading CA directory {shown}: {e}"))?;
     let mut certs = Vec::new();

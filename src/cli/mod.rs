@@ -3,7 +3,7 @@
 
 pub mod mount;
 
-use crate::flags::{self, FlagError};
+use crate::goflag::{self, FlagError};
 use crate::settings::{self, SERVER_FLAGS, Settings};
 
 const PROGRAM: &str = "vault-csi-provider";
@@ -13,13 +13,13 @@ pub fn main(args: Vec<String>) -> i32 {
     if args.first().map(String::as_str) == Some("mount") {
         return mount::main(&args[1..]);
     }
-    let parsed = match flags::parse(SERVER_FLAGS, &args) {
+    let parsed = match goflag::parse(SERVER_FLAGS, &args) {
         Ok(p) => p,
         Err(e) => return usage_error(&e, SERVER_FLAGS, ""),
     };
     if let Some(extra) = parsed.rest.first() {
         eprintln!("unexpected argument {extra:?}\n");
-        eprint!("{}", flags::usage(PROGRAM, SERVER_FLAGS));
+        eprint!("{}", goflag::usage(PROGRAM, SERVER_FLAGS));
         return 2;
     }
     if parsed.bool("version") {
@@ -55,7 +55,7 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-pub(crate) fn usage_error(e: &FlagError, flags: &[flags::Flag], sub: &str) -> i32 {
+pub(crate) fn usage_error(e: &FlagError, flags: &[goflag::Flag], sub: &str) -> i32 {
     let name = if sub.is_empty() {
         PROGRAM.to_string()
     } else {
@@ -63,12 +63,12 @@ pub(crate) fn usage_error(e: &FlagError, flags: &[flags::Flag], sub: &str) -> i3
     };
     match e {
         FlagError::Help => {
-            print!("{}", flags::usage(&name, flags));
+            print!("{}", goflag::usage(&name, flags));
             0
         }
         other => {
             eprintln!("{other}");
-            eprint!("{}", flags::usage(&name, flags));
+            eprint!("{}", goflag::usage(&name, flags));
             2
         }
     }

@@ -3,7 +3,7 @@
 //! driver would send, and runs it in-process or against a running provider (`-socket`).
 //! Writes the files into a directory, or lists them (values hidden unless asked).
 
-use crate::flags::{self, Flag, Kind};
+use crate::goflag::{self, Flag, Kind};
 use crate::plan::{TOKENS_KEY, token_claims};
 use crate::proto::{MountRequest, MountResponse};
 use crate::settings::{self, SERVER_FLAGS, Settings};
@@ -13,71 +13,62 @@ use std::path::Path;
 use std::time::Duration;
 
 const OWN_FLAGS: &[Flag] = &[
-    mf(
+    Flag::new(
         "class",
         Kind::Value,
         "",
         "SecretProviderClass YAML file (required; - for stdin)",
     ),
-    mf(
+    Flag::new(
         "token-file",
         Kind::Value,
         "",
         "file holding the pod's service-account token, e.g. from kubectl create token (required)",
     ),
-    mf(
+    Flag::new(
         "socket",
         Kind::Value,
         "",
         "call the provider serving this socket instead of running the mount in-process",
     ),
-    mf(
+    Flag::new(
         "out",
         Kind::Value,
         "",
         "write the files into this directory instead of listing them",
     ),
-    mf(
+    Flag::new(
         "show-values",
         Kind::Bool,
         "false",
         "print file contents when listing",
     ),
-    mf(
+    Flag::new(
         "pod-name",
         Kind::Value,
         "",
         "pod name to send (default: from the token, else vault-csi-provider-mount)",
     ),
-    mf(
+    Flag::new(
         "pod-uid",
         Kind::Value,
         "",
         "pod uid to send (default: from the token)",
     ),
-    mf(
+    Flag::new(
         "namespace",
         Kind::Value,
         "",
         "pod namespace (default: from the token, else the class's namespace, else default)",
     ),
-    mf(
+    Flag::new(
         "service-account",
         Kind::Value,
         "",
         "service account name (default: from the token)",
     ),
-    mf("timeout", Kind::Value, "2m", "deadline of the mount"),
+    Flag::new("timeout", Kind::Value, "2m", "deadline of the mount"),
 ];
-
-const fn mf(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        kind,
-        default,
-        help,
-    }
-}
 
 /// Server flags that also shape an in-process mount.
 const SHARED: &[&str] = &[
@@ -221,7 +212,7 @@ pub fn driver_request(
         .to_string();
     let expiration = claims
         .expiration
-        .map(crate::logs::rfc3339)
+        .map(crate::text::rfc3339)
         .unwrap_or_default();
     let tokens =
         serde_json::json!({ audience: { "token": token, "expirationTimestamp": expiration } });
@@ -260,14 +251,14 @@ fn read_input(path: &str, what: &str) -> Result<String, String> {
 
 pub fn main(args: &[String]) -> i32 {
     let flags_list = all_flags();
-    let parsed = match flags::parse(&flags_list, args) {
+    let parsed = match goflag::parse(&flags_list, args) {
         Ok(p) => p,
         Err(e) => return super::usage_error(&e, &flags_list, "mount"),
     };
     let (Some(class_path), Some(token_path)) = (parsed.get("class"), parsed.get("token-file"))
     else {
         eprintln!("-class and -token-file are required\n");
-        eprint!("{}", flags::usage("vault-csi-provider mount", &flags_list));
+        eprint!("{}", goflag::usage("vault-csi-provider mount", &flags_list));
         return 2;
     };
     let settings = match Settings::from_flags(&parsed, &settings::process_env) {

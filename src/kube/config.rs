@@ -58,7 +58,7 @@ impl KubeConfig {
         let source_name = "in-cluster service account".to_string();
         let mut inner = kube::Config::incluster().map_err(|e| KubeError::Config {
             source_name: source_name.clone(),
-            detail: crate::vault::error_chain(&e),
+            detail: crate::text::error_chain(&e),
         })?;
         inner.connect_timeout = Some(CONNECT_TIMEOUT);
         Ok(KubeConfig {
@@ -77,7 +77,7 @@ impl KubeConfig {
             detail,
         };
         let kubeconfig = kube::config::Kubeconfig::read_from(file)
-            .map_err(|e| err(crate::vault::error_chain(&e)))?;
+            .map_err(|e| err(crate::text::error_chain(&e)))?;
         let find = |what: &str, name: &str| err(format!("{what} {name:?} is not defined"));
         let current = kubeconfig.current_context.clone().unwrap_or_default();
         let context = kubeconfig
@@ -110,7 +110,7 @@ impl KubeConfig {
             &kube::config::KubeConfigOptions::default(),
         )
         .await
-        .map_err(|e| err(crate::vault::error_chain(&e)))?;
+        .map_err(|e| err(crate::text::error_chain(&e)))?;
         inner.connect_timeout = Some(CONNECT_TIMEOUT);
         Ok(KubeConfig {
             server: inner.cluster_url.to_string(),

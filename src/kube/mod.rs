@@ -57,18 +57,6 @@ impl KubeError {
     }
 }
 
-/// A Kubernetes object name or namespace, safe to put in a URL path.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !name.starts_with(['-', '.'])
-        && name != "."
-        && name != ".."
-}
-
 /// A client for the calls the provider makes.
 pub struct KubeClient {
     client: kube::Client,
@@ -82,7 +70,7 @@ impl KubeClient {
         crate::tls::install_crypto_provider();
         let client = kube::Client::try_from(config.inner).map_err(|e| KubeError::Config {
             source_name: config.source_name.clone(),
-            detail: crate::vault::error_chain(&e),
+            detail: crate::text::error_chain(&e),
         })?;
         Ok(KubeClient {
             client,
@@ -134,11 +122,11 @@ impl KubeClient {
             },
             e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => KubeError::Unreachable {
                 server: self.server.clone(),
-                detail: crate::vault::error_chain(&e),
+                detail: crate::text::error_chain(&e),
             },
             other => KubeError::BadAnswer {
                 action: action.to_string(),
-                detail: crate::vault::error_chain(&other),
+                detail: crate::text::error_chain(&other),
             },
         }
     }
@@ -247,21 +235,6 @@ impl KubeClient {
             Ok(_) => Ok(true),
             Err(KubeError::Status { status: 409, .. }) => Ok(false),
             Err(e) => Err(e),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_safe_for_paths() {
-        for good in ["default", "kube-system", "app.v1", "a"] {
-            assert!(valid_name(good), "{good}");
-        }
-        for bad in ["", "..", "a/b", "A", "-a", ".a", "a b", "a%2F"] {
-            assert!(!valid_name(bad), "{bad}");
         }
     }
 }

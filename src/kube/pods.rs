@@ -206,7 +206,7 @@ impl NodePods {
                     if !failing {
                         tracing::warn!(
                             node = %self.node,
-                            error = %crate::vault::error_chain(&e),
+                            error = %crate::text::error_chain(&e),
                             "cannot watch this node's pods (retrying with backoff): leases are renewed and revoked only while it works; the provider's service account needs get, list and watch on pods"
                         );
                         failing = true;

@@ -6,7 +6,7 @@ use super::{
     Encoding, MAX_OBJECTS, Method, ObjectKind, ObjectSpec, PlanError, Pointer, ReadSpec,
     VersionInput,
 };
-use crate::error::quote;
+use crate::text::quote;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -373,7 +373,7 @@ fn check_tree(objects: &[ObjectSpec]) -> Result<(), PlanError> {
 
 /// A YAML error's text, short: the location and the reason, not the input.
 fn short(e: &serde_yaml_ng::Error) -> String {
-    crate::error::cap(&e.to_string(), 300)
+    crate::text::cap(&e.to_string(), 300)
 }
 
 /// The driver's path rules, checked before any backend call: not empty, relative,

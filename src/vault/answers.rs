@@ -177,7 +177,7 @@ pub fn vault_errors(body: &[u8]) -> Option<String> {
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
-            crate::error::cap(clean.trim(), 500)
+            crate::text::cap(clean.trim(), 500)
         })
         .filter(|e| !e.is_empty())
         .take(5)
@@ -230,20 +230,6 @@ pub fn closed_by_peer(detail: &str) -> bool {
     ]
     .iter()
     .any(|s| d.contains(s))
-}
-
-/// An error and its causes, deduplicated, for messages.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

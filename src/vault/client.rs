@@ -94,7 +94,7 @@ impl VaultClient {
     ) -> Result<VaultToken, VaultError> {
         let what = format!(
             "login at auth/{mount} with role {}",
-            crate::error::quote(role)
+            crate::text::quote(role)
         );
         let body = serde_json::json!({ "role": role, "jwt": jwt.expose() }).to_string();
         let path = format!("v1/auth/{mount}/login");
@@ -248,7 +248,7 @@ impl VaultClient {
         let mut url = node.base.join(call.path).map_err(|e| {
             VaultError::Setup(format!(
                 "bad request path {}: {e}",
-                crate::error::quote(call.path)
+                crate::text::quote(call.path)
             ))
         })?;
         if !call.query.is_empty() {

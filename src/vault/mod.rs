@@ -13,10 +13,9 @@ mod pool;
 mod send;
 
 pub use crate::tls::install_crypto_provider;
-pub(crate) use answers::error_chain;
 pub use answers::{Budget, IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
 pub use client::{VaultClient, VaultToken, plain_lease_id};
-pub use pool::{ClientPool, DEFAULT_CONCURRENCY, MAX_NODES, NODE_COOL_DOWN};
+pub use pool::{ClientPool, DEFAULT_CONCURRENCY, NODE_COOL_DOWN};
 pub use send::MAX_RATE_LIMIT_WAITS;
 
 use crate::plan::ConnectionOverrides;
@@ -126,16 +125,8 @@ impl Connection {
 
     /// The node addresses of [`Connection::address`].
     pub fn nodes(&self) -> Vec<&str> {
-        split_nodes(&self.address)
+        crate::address::split_nodes(&self.address)
     }
-}
-
-/// The addresses of a comma-separated list, trimmed, empty entries dropped.
-pub fn split_nodes(list: &str) -> Vec<&str> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect()
 }
 
 #[cfg(test)]
@@ -165,14 +156,5 @@ mod tests {
         assert_eq!(c.address, "https://b");
         assert_eq!(c.namespace.as_deref(), Some("ns2"));
         assert!(c.tls.skip_verify);
-    }
-
-    #[test]
-    fn address_lists() {
-        assert_eq!(
-            split_nodes(" https://a:8200, https://b:8200,,https://c:8200 "),
-            vec!["https://a:8200", "https://b:8200", "https://c:8200"]
-        );
-        assert_eq!(split_nodes("unix:///x.sock"), vec!["unix:///x.sock"]);
     }
 }

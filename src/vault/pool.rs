@@ -7,8 +7,10 @@
 //! cool-down.
 
 use super::client::{NodeClient, VaultClient};
-use super::{Connection, VaultError, answers::error_chain};
+use super::{Connection, VaultError};
+use crate::address::MAX_NODES;
 use crate::settings::TlsSettings;
+use crate::text::error_chain;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,9 +22,6 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 
 /// How long a node that failed is tried only after the others.
 pub const NODE_COOL_DOWN: Duration = Duration::from_secs(10);
-
-/// Most nodes one address list may name.
-pub const MAX_NODES: usize = 10;
 
 /// Routing state of one Vault cluster (one address list).
 pub struct Cluster {
@@ -234,13 +233,13 @@ pub(super) fn split_address(address: &str) -> Result<(url::Url, Option<String>),
     let mut base = url::Url::parse(address).map_err(|e| {
         VaultError::Setup(format!(
             "address {} is not a URL: {e}",
-            crate::error::quote(address)
+            crate::text::quote(address)
         ))
     })?;
     if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
         return Err(VaultError::Setup(format!(
             "address {} must start with https://, http:// or unix://",
-            crate::error::quote(address)
+            crate::text::quote(address)
         )));
     }
     if !base.path().ends_with('/') {

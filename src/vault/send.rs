@@ -12,10 +12,11 @@
 
 use super::VaultError;
 use super::answers::{
-    BodyError, Budget, CLIENT_CERT_HINT, MAX_BODY, closed_by_peer, error_chain, read_body,
-    retry_after, status_error, tls_hint,
+    BodyError, Budget, CLIENT_CERT_HINT, MAX_BODY, closed_by_peer, read_body, retry_after,
+    status_error, tls_hint,
 };
 use super::client::{Call, NodeClient, VaultClient};
+use crate::text::error_chain;
 use std::time::Duration;
 use tokio::time::Instant;
 

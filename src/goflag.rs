@@ -1,4 +1,4 @@
-//! Go's `flag` package syntax, so DaemonSet arguments written for the Go provider work
+//! Go's `flag` package syntax (a leaf: it imports nothing of the crate), so DaemonSet arguments written for the Go provider work
 //! unchanged: `-name=value`, `--name=value`, `-name value`, bare `-name` for booleans,
 //! `--` ends the flags, and parsing stops at the first argument that is not a flag.
 
@@ -19,6 +19,23 @@ pub struct Flag {
     /// Default shown in the usage text.
     pub default: &'static str,
     pub help: &'static str,
+}
+
+impl Flag {
+    /// A flag for a table of flags.
+    pub const fn new(
+        name: &'static str,
+        kind: Kind,
+        default: &'static str,
+        help: &'static str,
+    ) -> Flag {
+        Flag {
+            name,
+            kind,
+            default,
+            help,
+        }
+    }
 }
 
 /// Why the arguments could not be parsed.
