@@ -5,8 +5,8 @@
 //! secret value, and `UNAVAILABLE` is used exactly for a Vault that is unreachable, sealed or
 //! failing with 5xx after our own retries.
 
-use crate::plan::PlanError;
-use crate::render::RenderError;
+use crate::stages::plan::PlanError;
+use crate::stages::render::RenderError;
 use crate::text::{MAX_MESSAGE, cap, quote};
 use crate::vault::VaultError;
 use tonic::{Code, Status};
@@ -21,7 +21,7 @@ pub enum MountError {
     )]
     NoToken { audience: String, reason: String },
     #[error("{0}")]
-    Policy(#[from] crate::policy::Refused),
+    Policy(#[from] crate::stages::policy::Refused),
     #[error("cannot get a service-account token for the pod: {0}")]
     TokenRequest(crate::kube::KubeError),
     #[error("{0}")]
@@ -49,7 +49,7 @@ pub enum MountError {
     Template {
         object: String,
         #[source]
-        source: crate::template::TemplateError,
+        source: crate::stages::template::TemplateError,
     },
     #[error(
         "the mount did not finish before the caller's deadline ({0}); Vault may be slow or overloaded"

@@ -10,7 +10,7 @@
 //! and a Mount that finds none yet goes on with empty versions (said once in the log).
 
 use crate::kube::{KubeClient, KubeError};
-use crate::version::VersionKey;
+use crate::stages::version::VersionKey;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

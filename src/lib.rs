@@ -27,7 +27,6 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod goflag;
-pub mod goversion;
 pub mod health;
 pub mod identity;
 pub mod keys;
@@ -35,21 +34,16 @@ pub mod kube;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
-pub mod plan;
-pub mod policy;
 pub mod provider;
-pub mod render;
-pub mod response;
 pub mod reuse;
 pub mod secret;
 pub mod server;
 pub mod service;
 pub mod settings;
-pub mod template;
+pub mod stages;
 pub mod text;
 pub mod tls;
 pub mod vault;
-pub mod version;
 
 /// Generated from `proto/service.proto`.
 #[allow(clippy::all, missing_docs)]

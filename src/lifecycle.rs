@@ -17,9 +17,9 @@
 
 use crate::identity::{Held, Identity, TokenCache};
 use crate::kube::{NodePods, PodState};
-use crate::response::SecretResponse;
 use crate::reuse::{LeaseKey, Leases};
 use crate::secret::SecretString;
+use crate::stages::answer::SecretResponse;
 use crate::vault::{ClientPool, VaultError};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -609,8 +609,8 @@ mod tests {
         let key = LeaseKey {
             pod_uid: uid.into(),
             identity: crate::identity::tests_support::identity("a"),
-            spec: crate::plan::ReadSpec {
-                method: crate::plan::Method::Get,
+            spec: crate::stages::plan::ReadSpec {
+                method: crate::stages::plan::Method::Get,
                 path: "/v1/database/creds/app".into(),
                 query: vec![],
                 body: None,

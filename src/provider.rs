@@ -6,18 +6,18 @@ use crate::identity::{Held, Identity, Slot, TokenCache};
 use crate::keys::KeySource;
 use crate::kube::KubeClient;
 use crate::lifecycle::Lifecycle;
-use crate::plan::{
-    self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec, VersionInput,
-};
 use crate::proto::{File, MountRequest, MountResponse, ObjectVersion};
-use crate::render;
-use crate::response::SecretResponse;
 use crate::reuse::{Flights, LeaseKey, Leases, ReadKey};
 use crate::secret::{SecretBytes, SecretString};
 use crate::settings::VaultSettings;
-use crate::template::{self, ObjectText};
+use crate::stages::answer::SecretResponse;
+use crate::stages::plan::{
+    self, Attributes, MountPlan, ObjectKind, ObjectSpec, RawMount, ReadSpec, VersionInput,
+};
+use crate::stages::render;
+use crate::stages::template::{self, ObjectText};
+use crate::stages::version::VersionKey;
 use crate::vault::{ClientPool, Connection, VaultClient, VaultError};
-use crate::version::VersionKey;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub struct Provider {
     lease_revocation: bool,
     max_response_bytes: usize,
     template_limits: template::Limits,
-    policy: crate::policy::TenantPolicy,
+    policy: crate::stages::policy::TenantPolicy,
 }
 
 /// The parts a [`Provider`] is made of.
@@ -64,7 +64,7 @@ pub struct ProviderParts {
     /// Leases and certificates kept for rotation polls at most (`-lease-store-size`).
     pub lease_store_size: usize,
     /// What tenants' classes may ask for (`-allowed-*`, `-allow-class-*`).
-    pub policy: crate::policy::TenantPolicy,
+    pub policy: crate::stages::policy::TenantPolicy,
     /// This node (`NODE_NAME`), whose pods' leases are renewed and revoked.
     pub node_name: Option<String>,
     /// `-lease-renewal`, `-lease-revocation`.
@@ -490,7 +490,7 @@ impl Provider {
             Ok(Arc::new(answer))
         };
         // Writes (PKI issue, ...) are never merged: each pod gets its own answer.
-        let result = if spec.method == crate::plan::Method::Get {
+        let result = if spec.method == crate::stages::plan::Method::Get {
             self.flights.run(key, read).await
         } else {
             read.await

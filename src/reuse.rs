@@ -7,8 +7,8 @@
 //!   have passed ([`Leases`]), so rotation polls mint nothing new while the old ones are good.
 
 use crate::identity::Identity;
-use crate::plan::ReadSpec;
-use crate::response::SecretResponse;
+use crate::stages::answer::SecretResponse;
+use crate::stages::plan::ReadSpec;
 use crate::vault::VaultError;
 use std::collections::HashMap;
 use std::future::Future;
@@ -367,7 +367,7 @@ mod tests {
             identity: crate::identity::tests_support::identity("a"),
             epoch: 1,
             spec: ReadSpec {
-                method: crate::plan::Method::Get,
+                method: crate::stages::plan::Method::Get,
                 path: "/v1/secret/data/a".into(),
                 query: vec![],
                 body: None,
@@ -408,7 +408,7 @@ mod tests {
             pod_uid: pod.into(),
             identity: crate::identity::tests_support::identity("a"),
             spec: ReadSpec {
-                method: crate::plan::Method::Get,
+                method: crate::stages::plan::Method::Get,
                 path: "/v1/database/creds/app".into(),
                 query: vec![],
                 body: None,

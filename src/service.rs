@@ -3,10 +3,10 @@
 //! contains panics to the one request.
 
 use crate::error::MountError;
-use crate::plan::Attributes;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
 use crate::provider::Provider;
+use crate::stages::plan::Attributes;
 use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,7 @@ impl Service {
 pub fn default_audience_for(socket: &std::path::Path) -> &'static str {
     match socket.file_stem().and_then(|s| s.to_str()) {
         Some("openbao") => "openbao",
-        _ => crate::plan::DEFAULT_AUDIENCE,
+        _ => crate::stages::plan::DEFAULT_AUDIENCE,
     }
 }
 

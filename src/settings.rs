@@ -76,11 +76,11 @@ pub struct Settings {
     /// How long a finished static read serves identical reads of the same identity.
     pub read_share_window: Duration,
     /// Bounds on templates.
-    pub template_limits: crate::template::Limits,
+    pub template_limits: crate::stages::template::Limits,
     /// Leases and certificates kept for rotation polls at most.
     pub lease_store_size: usize,
     /// What tenants' classes may ask for.
-    pub tenant_policy: crate::policy::TenantPolicy,
+    pub tenant_policy: crate::stages::policy::TenantPolicy,
     /// The node this provider serves (`NODE_NAME`, from the downward API's
     /// `spec.nodeName`): whose pods are watched, to renew and revoke their leases.
     pub node_name: Option<String>,
@@ -566,7 +566,7 @@ impl Settings {
                     )
                 })
         };
-        let template_limits = crate::template::Limits {
+        let template_limits = crate::stages::template::Limits {
             fuel: number("template-fuel", 100, 1_000_000_000)?,
             recursion: number("template-recursion-limit", 1, 500)? as usize,
             max_output: number("template-max-output", 1024, 64 * 1024 * 1024)? as usize,
@@ -609,7 +609,7 @@ impl Settings {
                 "not a Kubernetes node name: set it from the downward API's spec.nodeName",
             ));
         }
-        let tenant_policy = crate::policy::TenantPolicy {
+        let tenant_policy = crate::stages::policy::TenantPolicy {
             vault_addrs: list("allowed-vault-addrs"),
             tls_dirs,
             class_audience: allow("allow-class-audience")?,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use vault_csi_provider::goversion::{
+use vault_csi_provider::stages::version::go::{
     Flavour, GoSecret, GoValue, go_object_version, go_secrets, own_object_version,
 };
 

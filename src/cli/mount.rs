@@ -4,9 +4,9 @@
 //! Writes the files into a directory, or lists them (values hidden unless asked).
 
 use crate::goflag::{self, Flag, Kind};
-use crate::plan::{TOKENS_KEY, token_claims};
 use crate::proto::{MountRequest, MountResponse};
 use crate::settings::{self, SERVER_FLAGS, Settings};
+use crate::stages::plan::{TOKENS_KEY, token_claims};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -133,7 +133,7 @@ fn default_audience(provider: &str) -> &'static str {
     if provider == "openbao" {
         "openbao"
     } else {
-        crate::plan::DEFAULT_AUDIENCE
+        crate::stages::plan::DEFAULT_AUDIENCE
     }
 }
 
@@ -141,7 +141,7 @@ fn default_audience(provider: &str) -> &'static str {
 pub fn class_default_audience(class_yaml: &str) -> &'static str {
     serde_yaml_ng::from_str::<ClassFile>(class_yaml)
         .map(|c| default_audience(&c.spec.provider))
-        .unwrap_or(crate::plan::DEFAULT_AUDIENCE)
+        .unwrap_or(crate::stages::plan::DEFAULT_AUDIENCE)
 }
 
 /// The MountRequest the driver would send for this class, pod and token.
@@ -280,7 +280,7 @@ pub fn main(args: &[String]) -> i32 {
     };
     crate::logs::init(quiet, settings.log_format, settings.log_stream);
 
-    let mut audience = crate::plan::DEFAULT_AUDIENCE;
+    let mut audience = crate::stages::plan::DEFAULT_AUDIENCE;
     let request = match (|| {
         let class = read_input(class_path, "class file")?;
         audience = class_default_audience(&class);
@@ -330,7 +330,7 @@ pub fn main(args: &[String]) -> i32 {
                 // One Mount, once: worth waiting for the key within the timeout.
                 provider.load_version_key(timeout / 2).await;
                 let deadline = tokio::time::Instant::now() + timeout;
-                let attributes = crate::plan::Attributes::parse(&request.attributes)
+                let attributes = crate::stages::plan::Attributes::parse(&request.attributes)
                     .map_err(|e| crate::error::MountError::from(e).to_status())?;
                 let work = provider.mount(&request, &attributes, audience, deadline);
                 match tokio::time::timeout_at(deadline, work).await {
@@ -420,7 +420,8 @@ fn write_or_list(response: &MountResponse, out: Option<&str>, show: bool) -> Res
 fn write_file(dir: &Path, rel: &str, contents: &[u8], mode: u32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    crate::plan::validate_file_name(rel).map_err(|e| format!("refusing file {rel:?}: {e}"))?;
+    crate::stages::plan::validate_file_name(rel)
+        .map_err(|e| format!("refusing file {rel:?}: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut current = dir.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();

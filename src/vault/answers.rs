@@ -3,8 +3,8 @@
 //! means. No I/O beyond reading a body already on its way.
 
 use super::{VaultError, VaultToken};
-use crate::response::SecretResponse;
 use crate::secret::SecretString;
+use crate::stages::answer::SecretResponse;
 use std::time::Duration;
 
 /// Largest answer body accepted from Vault (the driver accepts 4 MiB for a whole volume).

@@ -4,9 +4,9 @@
 use super::answers::{Budget, check_status, token_from_answer};
 use super::pool::Cluster;
 use super::{Connection, VaultError};
-use crate::plan::ReadSpec;
-use crate::response::SecretResponse;
 use crate::secret::SecretString;
+use crate::stages::answer::SecretResponse;
+use crate::stages::plan::ReadSpec;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -213,9 +213,9 @@ impl VaultClient {
             what: &what,
             operation: "read",
             method: match spec.method {
-                crate::plan::Method::Get => reqwest::Method::GET,
-                crate::plan::Method::Put => reqwest::Method::PUT,
-                crate::plan::Method::Post => reqwest::Method::POST,
+                crate::stages::plan::Method::Get => reqwest::Method::GET,
+                crate::stages::plan::Method::Put => reqwest::Method::PUT,
+                crate::stages::plan::Method::Post => reqwest::Method::POST,
             },
             path: spec.path.trim_start_matches('/'),
             query: &spec.query,

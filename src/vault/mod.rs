@@ -18,8 +18,8 @@ pub use client::{VaultClient, VaultToken, plain_lease_id};
 pub use pool::{ClientPool, DEFAULT_CONCURRENCY, NODE_COOL_DOWN};
 pub use send::MAX_RATE_LIMIT_WAITS;
 
-use crate::plan::ConnectionOverrides;
 use crate::settings::{TlsSettings, VaultSettings};
+use crate::stages::plan::ConnectionOverrides;
 use std::time::Duration;
 
 /// A failure talking to Vault. Messages keep Vault's own error text and never carry tokens.

@@ -239,7 +239,7 @@ fn path_steps_read_simple_expressions() {
 
 mod properties {
     use super::*;
-    use crate::response::strategies::json;
+    use crate::stages::answer::strategies::json;
     use proptest::prelude::*;
 
     proptest! {

@@ -1,9 +1,9 @@
 //! Render stage: the files of one object from a Vault answer: a selected key or nested
 //! value, the whole answer, or every key as a directory. Pure. (Templates: `template.rs`.)
 
-use crate::plan::{Encoding, ObjectKind, ObjectSpec, Pointer};
-use crate::response::{SecretResponse, go_json};
 use crate::secret::SecretBytes;
+use crate::stages::answer::{SecretResponse, go_json};
+use crate::stages::plan::{Encoding, ObjectKind, ObjectSpec, Pointer};
 use crate::text::quote;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -312,7 +312,7 @@ mod tests {
             encoding,
             mode: 0o644,
             config: String::new(),
-            version: crate::plan::VersionInput::Own(String::new()),
+            version: crate::stages::plan::VersionInput::Own(String::new()),
         }
     }
 
@@ -495,7 +495,7 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::response::strategies::json;
+        use crate::stages::answer::strategies::json;
         use proptest::prelude::*;
 
         proptest! {
@@ -522,7 +522,7 @@ mod tests {
                     match render(&spec(kind, encoding), &a) {
                         Ok(files) => {
                             for (path, _) in files {
-                                prop_assert!(crate::plan::validate_file_name(&path).is_ok(), "{}", path);
+                                prop_assert!(crate::stages::plan::validate_file_name(&path).is_ok(), "{}", path);
                             }
                         }
                         Err(e) => {

@@ -554,9 +554,9 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
 
     let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
     let flavour = if raw.default_audience == "openbao" {
-        crate::goversion::Flavour::OpenBao
+        crate::stages::version::go::Flavour::OpenBao
     } else {
-        crate::goversion::Flavour::Vault
+        crate::stages::version::go::Flavour::Vault
     };
     let (reads, objects) = objects::parse_objects(objects_text, default_mode, flavour)?;
 

@@ -5,7 +5,7 @@
 //! one budget shared by all templates of a Mount), a recursion limit, and a cap on the
 //! output; undefined names are errors; and no message carries a value of the context.
 
-use crate::response::SecretResponse;
+use crate::stages::answer::SecretResponse;
 use crate::text::{cap, quote};
 use base64::Engine;
 use minijinja::value::{Value, ValueKind};

@@ -4,6 +4,8 @@
 //! versioned exactly as it versions them (`goversion.rs`); ours in a domain of their own.
 //! Pure.
 
+pub mod go;
+
 use zeroize::Zeroizing;
 
 /// The HMAC key of object versions; `None` when no key could be had.
@@ -37,7 +39,7 @@ impl VersionKey {
     /// over its `json.Marshal(config.Secret)`; empty without a key.
     pub fn go_version(&self, config_json: &str, content: &[u8]) -> String {
         match &self.0 {
-            Some(key) => crate::goversion::go_object_version(key, config_json, content),
+            Some(key) => go::go_object_version(key, config_json, content),
             None => String::new(),
         }
     }
@@ -47,7 +49,7 @@ impl VersionKey {
     /// a key.
     pub fn own_version(&self, fields: &[&[u8]], content: &[u8]) -> String {
         match &self.0 {
-            Some(key) => crate::goversion::own_object_version(key, fields, content),
+            Some(key) => go::own_object_version(key, fields, content),
             None => String::new(),
         }
     }

@@ -139,7 +139,7 @@ fn parse_mode_text(text: &str) -> Option<i64> {
 pub fn parse_objects(
     text: &str,
     default_mode: u32,
-    flavour: crate::goversion::Flavour,
+    flavour: crate::stages::version::go::Flavour,
 ) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
     if text.len() > MAX_OBJECTS_TEXT {
         return Err(PlanError::ObjectsSyntax(format!(
@@ -263,7 +263,7 @@ pub fn parse_objects(
     check_tree(&objects)?;
     // Objects the Go provider also has get its exact version input, so that a cluster
     // switching providers sees no version change.
-    let go = crate::goversion::go_secrets(text)
+    let go = crate::stages::version::go::go_secrets(text)
         .ok()
         .filter(|g| g.len() == objects.len());
     if let Some(go) = go {
@@ -294,7 +294,7 @@ fn object_kind(o: &RawObject) -> Result<ObjectKind, String> {
                 ));
             }
         }
-        crate::template::check(source).map_err(|e| e.to_string())?;
+        crate::stages::template::check(source).map_err(|e| e.to_string())?;
         return Ok(ObjectKind::Template(source.clone()));
     }
     if has_key && selector.is_some() {

@@ -3,7 +3,7 @@
 //! auth mount. Set once by flags; checked for every Mount right after parsing, before any
 //! file is read or Vault is called. Pure.
 
-use crate::plan::MountPlan;
+use crate::stages::plan::MountPlan;
 use std::path::{Component, Path, PathBuf};
 
 /// The operator's limits on tenants (`-allowed-vault-addrs`, `-allowed-tls-dirs`,
@@ -131,7 +131,7 @@ impl TenantPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ConnectionOverrides, MountPlan, PodInfo};
+    use crate::stages::plan::{ConnectionOverrides, MountPlan, PodInfo};
 
     fn plan(c: ConnectionOverrides, audience: Option<&str>, mount: Option<&str>) -> MountPlan {
         MountPlan {
