@@ -7,6 +7,7 @@
 
 use crate::stages::plan::PlanError;
 use crate::stages::render::RenderError;
+use crate::stages::template::TemplateError;
 use crate::text::{MAX_MESSAGE, cap, quote};
 use crate::vault::VaultError;
 use tonic::{Code, Status};
@@ -49,7 +50,7 @@ pub enum MountError {
     Template {
         object: String,
         #[source]
-        source: crate::stages::template::TemplateError,
+        source: TemplateError,
     },
     #[error(
         "the mount did not finish before the caller's deadline ({0}); Vault may be slow or overloaded"
@@ -153,7 +154,14 @@ impl MountError {
                     Code::FailedPrecondition
                 }
             },
-            MountError::Template { source, .. } => source.code(),
+            MountError::Template { source, .. } => match source {
+                TemplateError::TooLong(_)
+                | TemplateError::Syntax { .. }
+                | TemplateError::Unknown { .. } => Code::InvalidArgument,
+                TemplateError::Undefined { .. } => Code::NotFound,
+                TemplateError::Limit { .. } => Code::ResourceExhausted,
+                TemplateError::Render { .. } => Code::FailedPrecondition,
+            },
             MountError::Deadline(_) => Code::DeadlineExceeded,
             MountError::TooLarge { .. } => Code::ResourceExhausted,
             MountError::Busy => Code::Unavailable,

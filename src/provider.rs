@@ -200,21 +200,21 @@ impl Provider {
     }
 
     /// Runs one Mount to completion: the complete file set, or an error and no files.
-    /// `default_audience` is the audience used when the class names none.
+    /// `flavour` is the provider the class is served as (its default audience).
     /// `attributes` is `request.attributes`, parsed by the caller (who names the log span
     /// after the pod before anything else can fail).
     pub async fn mount(
         &self,
         request: &MountRequest,
         attributes: &Attributes,
-        default_audience: &str,
+        flavour: crate::stages::flavour::Flavour,
         deadline: Instant,
     ) -> Result<MountResponse, MountError> {
         let plan = plan::parse(&RawMount {
             attributes,
             secrets: &request.secrets,
             permission: &request.permission,
-            default_audience,
+            flavour,
         })?;
         self.policy.check(&plan)?;
         tracing::debug!(

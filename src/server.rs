@@ -156,15 +156,15 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let mut files = Vec::new();
     for (file, listener) in bound {
-        let audience = crate::service::default_audience_for(&file.path);
+        let flavour = crate::stages::flavour::Flavour::of_socket(&file.path);
         let service = CsiDriverProviderServer::new(Service::new(
             provider.clone(),
             settings.default_deadline,
-            audience,
+            flavour,
         ))
         .max_decoding_message_size(crate::service::MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
-        tracing::info!(socket = %file.path.display(), default_audience = audience, "serving provider API");
+        tracing::info!(socket = %file.path.display(), default_audience = flavour.default_audience(), "serving provider API");
         health.serving(file.path.clone(), file.inode);
         let health = health.clone();
         let (tracker, stop) = (tracker.clone(), stop_rx.clone());

@@ -6,7 +6,7 @@ use crate::error::MountError;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
 use crate::provider::Provider;
-use crate::stages::plan::Attributes;
+use crate::stages::plan::{Attributes, Flavour};
 use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,30 +34,17 @@ pub const RUNTIME_NAME: &str = "vault-csi-provider";
 pub struct Service {
     provider: Arc<Provider>,
     default_deadline: Duration,
-    default_audience: &'static str,
+    flavour: Flavour,
 }
 
 impl Service {
-    /// `default_audience`: the token audience for classes that set none on this socket.
-    pub fn new(
-        provider: Arc<Provider>,
-        default_deadline: Duration,
-        default_audience: &'static str,
-    ) -> Self {
+    /// `flavour`: which provider this socket serves (`openbao.sock`: OpenBao's).
+    pub fn new(provider: Arc<Provider>, default_deadline: Duration, flavour: Flavour) -> Self {
         Service {
             provider,
             default_deadline,
-            default_audience,
+            flavour,
         }
-    }
-}
-
-/// The default audience of a socket: `openbao` on `openbao.sock` (as the OpenBao fork
-/// defaults), `vault` everywhere else.
-pub fn default_audience_for(socket: &std::path::Path) -> &'static str {
-    match socket.file_stem().and_then(|s| s.to_str()) {
-        Some("openbao") => "openbao",
-        _ => crate::stages::plan::DEFAULT_AUDIENCE,
     }
 }
 
@@ -144,10 +131,10 @@ impl CsiDriverProvider for Service {
             class = attributes.class_name(),
         );
         let provider = self.provider.clone();
-        let audience = self.default_audience;
+        let flavour = self.flavour;
         let work = async move {
             provider
-                .mount(&request, &attributes, audience, deadline)
+                .mount(&request, &attributes, flavour, deadline)
                 .await
         };
         let outcome =

@@ -18,16 +18,45 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tonic::Code;
 
-/// The error types of a Mount and where they are defined.
-const ERROR_TYPES: [(&str, &str, &str); 7] = [
-    ("src/error.rs", "enum", "MountError"),
-    ("src/plan.rs", "enum", "PlanError"),
-    ("src/render.rs", "enum", "RenderError"),
-    ("src/template.rs", "enum", "TemplateError"),
-    ("src/vault/mod.rs", "enum", "VaultError"),
-    ("src/kube/mod.rs", "enum", "KubeError"),
-    ("src/policy.rs", "struct", "Refused"),
+/// The error types of a Mount (found in the source by name, wherever they are defined).
+const ERROR_TYPES: [(&str, &str); 7] = [
+    ("enum", "MountError"),
+    ("enum", "PlanError"),
+    ("enum", "RenderError"),
+    ("enum", "TemplateError"),
+    ("enum", "VaultError"),
+    ("enum", "KubeError"),
+    ("struct", "Refused"),
 ];
+
+/// The source file under `src/` that defines `pub {item} {name}` (exactly one).
+fn defining(item: &str, name: &str) -> String {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo().join("src"), &mut files);
+    let head = format!("pub {item} {name} ");
+    let found: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|text| text.contains(&head))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "`{head}` is defined in {} files",
+        found.len()
+    );
+    found.into_iter().next().unwrap()
+}
 
 /// A fixed piece of a message shorter than this is not looked for (`object `, `: `).
 const MIN_FRAGMENT: usize = 12;
@@ -263,8 +292,8 @@ fn variants(src: &str, item: &str, name: &str) -> Vec<(String, Option<String>)> 
 /// Every error variant: `Type::Variant` with its message template.
 fn all_variants() -> BTreeMap<String, Option<String>> {
     let mut all = BTreeMap::new();
-    for (file, item, name) in ERROR_TYPES {
-        let vs = variants(&read(file), item, name);
+    for (item, name) in ERROR_TYPES {
+        let vs = variants(&defining(item, name), item, name);
         assert!(!vs.is_empty(), "{name}: no variants");
         for (v, t) in vs {
             let key = if item == "struct" {

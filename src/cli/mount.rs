@@ -6,6 +6,7 @@
 use crate::goflag::{self, Flag, Kind};
 use crate::proto::{MountRequest, MountResponse};
 use crate::settings::{self, SERVER_FLAGS, Settings};
+use crate::stages::flavour::Flavour;
 use crate::stages::plan::{TOKENS_KEY, token_claims};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -127,21 +128,11 @@ struct ClassSpec {
     parameters: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
-/// The audience a class without one gets: `openbao` for `provider: openbao` (served on
-/// `openbao.sock`), `vault` otherwise, as the provider's sockets default.
-fn default_audience(provider: &str) -> &'static str {
-    if provider == "openbao" {
-        "openbao"
-    } else {
-        crate::stages::plan::DEFAULT_AUDIENCE
-    }
-}
-
-/// The default audience of a SecretProviderClass file's provider (see [`driver_request`]).
-pub fn class_default_audience(class_yaml: &str) -> &'static str {
+/// The provider a SecretProviderClass file's class is for (see [`driver_request`]).
+pub fn class_flavour(class_yaml: &str) -> Flavour {
     serde_yaml_ng::from_str::<ClassFile>(class_yaml)
-        .map(|c| default_audience(&c.spec.provider))
-        .unwrap_or(crate::stages::plan::DEFAULT_AUDIENCE)
+        .map(|c| Flavour::of_provider(&c.spec.provider))
+        .unwrap_or_default()
 }
 
 /// The MountRequest the driver would send for this class, pod and token.
@@ -208,7 +199,7 @@ pub fn driver_request(
         .get("audience")
         .and_then(|a| a.as_str())
         .filter(|a| !a.is_empty())
-        .unwrap_or(default_audience(&class.spec.provider))
+        .unwrap_or(Flavour::of_provider(&class.spec.provider).default_audience())
         .to_string();
     let expiration = claims
         .expiration
@@ -280,10 +271,10 @@ pub fn main(args: &[String]) -> i32 {
     };
     crate::logs::init(quiet, settings.log_format, settings.log_stream);
 
-    let mut audience = crate::stages::plan::DEFAULT_AUDIENCE;
+    let mut flavour = Flavour::Vault;
     let request = match (|| {
         let class = read_input(class_path, "class file")?;
-        audience = class_default_audience(&class);
+        flavour = class_flavour(&class);
         let token = read_input(token_path, "token file")?;
         let token = token.trim();
         if token.is_empty() {
@@ -332,7 +323,7 @@ pub fn main(args: &[String]) -> i32 {
                 let deadline = tokio::time::Instant::now() + timeout;
                 let attributes = crate::stages::plan::Attributes::parse(&request.attributes)
                     .map_err(|e| crate::error::MountError::from(e).to_status())?;
-                let work = provider.mount(&request, &attributes, audience, deadline);
+                let work = provider.mount(&request, &attributes, flavour, deadline);
                 match tokio::time::timeout_at(deadline, work).await {
                     Ok(r) => r.map_err(|e| e.to_status()),
                     Err(_) => Err(tonic::Status::deadline_exceeded(
@@ -520,8 +511,8 @@ spec:
         assert!(driver_request(&other, "t", &BTreeMap::new()).is_err());
         // An OpenBao class without an audience uses the openbao audience, as on openbao.sock.
         let bao = class.replace("provider: vault", "provider: openbao");
-        assert_eq!(class_default_audience(&bao), "openbao");
-        assert_eq!(class_default_audience(class), "vault");
+        assert_eq!(class_flavour(&bao).default_audience(), "openbao");
+        assert_eq!(class_flavour(class).default_audience(), "vault");
         let req = driver_request(&bao, "a.b.c", &BTreeMap::new()).unwrap();
         let attrs: serde_json::Value = serde_json::from_str(&req.attributes).unwrap();
         let tokens: serde_json::Value =

@@ -1,5 +1,6 @@
 //! The answer Vault gives to a read or a login, as data. Parsing only; no I/O.
 
+use crate::stages::gojson;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -61,32 +62,53 @@ impl SecretResponse {
         }
     }
 
-    /// The answer as compact JSON, written the way Go's `encoding/json` writes it:
-    /// map keys sorted, numbers as Vault sent them, `<`, `>`, `&`, U+2028 and U+2029 escaped.
+    /// The answer as compact JSON, written the way the Go provider writes a whole answer
+    /// (`json.Marshal` of Vault's `api.Secret`): its fields in the struct's order, `auth`,
+    /// `wrap_info` and `mount_type` only when present, map keys sorted, numbers as Vault
+    /// sent them, Go's HTML-safe string escaping.
     pub fn to_go_json(&self) -> Vec<u8> {
-        go_escape(&serde_json::to_string(self).unwrap_or_default())
-    }
-}
-
-/// Compact JSON of a value the way Go's `json.Marshal` writes it.
-pub fn go_json(value: &Value) -> Vec<u8> {
-    go_escape(&value.to_string())
-}
-
-/// Go's HTML-safe escaping of serialized JSON (these characters only occur inside strings).
-fn go_escape(text: &str) -> Vec<u8> {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+        let mut out = String::with_capacity(256);
+        let field = |out: &mut String, name: &str, first: bool| {
+            out.push_str(if first { "{" } else { "," });
+            gojson::push_string(out, name.as_bytes());
+            out.push(':');
+        };
+        field(&mut out, "request_id", true);
+        gojson::push_string(&mut out, self.request_id.as_bytes());
+        field(&mut out, "lease_id", false);
+        gojson::push_string(&mut out, self.lease_id.as_bytes());
+        field(&mut out, "lease_duration", false);
+        out.push_str(&self.lease_duration.to_string());
+        field(&mut out, "renewable", false);
+        out.push_str(if self.renewable { "true" } else { "false" });
+        field(&mut out, "data", false);
+        match &self.data {
+            Some(map) => gojson::push_value(&mut out, &Value::Object(map.clone())),
+            None => out.push_str("null"),
         }
+        field(&mut out, "warnings", false);
+        match &self.warnings {
+            Some(list) => gojson::push_value(
+                &mut out,
+                &Value::Array(list.iter().cloned().map(Value::String).collect()),
+            ),
+            None => out.push_str("null"),
+        }
+        if let Some(auth) = &self.auth {
+            field(&mut out, "auth", false);
+            gojson::push_value(&mut out, auth);
+        }
+        if let Some(wrap) = &self.wrap_info {
+            field(&mut out, "wrap_info", false);
+            gojson::push_value(&mut out, wrap);
+        }
+        if !self.mount_type.is_empty() {
+            field(&mut out, "mount_type", false);
+            gojson::push_string(&mut out, self.mount_type.as_bytes());
+        }
+        out.push('}');
+        out.into_bytes()
     }
-    out.into_bytes()
 }
 
 /// Generators of Vault answers for the property tests of the stages that read them.

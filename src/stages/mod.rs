@@ -1,6 +1,8 @@
 //! The pure stages of a Mount: they take values and return values, with no clock, no
 //! network, no environment, no gRPC and no metrics, so they are tested with plain data.
 //!
+//! - `flavour`: which provider a class is for (`vault` or `openbao`);
+//! - `gojson`: Go's `encoding/json`, for files and versions;
 //! - `plan`: the MountRequest becomes a typed, validated plan (attributes, tokens, the
 //!   connection overrides, the objects);
 //! - `policy`: the operator's limits on what a tenant's class may ask for;
@@ -11,6 +13,8 @@
 //!   object.
 
 pub mod answer;
+pub mod flavour;
+pub mod gojson;
 pub mod plan;
 pub mod policy;
 pub mod render;

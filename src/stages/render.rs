@@ -2,7 +2,8 @@
 //! value, the whole answer, or every key as a directory. Pure. (Templates: `template.rs`.)
 
 use crate::secret::SecretBytes;
-use crate::stages::answer::{SecretResponse, go_json};
+use crate::stages::answer::SecretResponse;
+use crate::stages::gojson;
 use crate::stages::plan::{Encoding, ObjectKind, ObjectSpec, Pointer};
 use crate::text::quote;
 use base64::Engine;
@@ -97,7 +98,7 @@ pub fn render(
 fn raw(value: &Value) -> Vec<u8> {
     match value {
         Value::String(s) => s.as_bytes().to_vec(),
-        other => go_json(other),
+        other => gojson::value(other),
     }
 }
 

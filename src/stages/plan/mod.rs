@@ -4,6 +4,7 @@
 //! every check happens here, before Vault is called.
 
 use crate::secret::SecretString;
+pub use crate::stages::flavour::Flavour;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
@@ -15,8 +16,6 @@ pub use objects::{MAX_OBJECTS_TEXT, normalise_secret_path, validate_file_name};
 
 /// Attribute key under which kubelet passes service-account tokens.
 pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
-/// Audience used when the class sets none.
-pub const DEFAULT_AUDIENCE: &str = "vault";
 /// Most objects one class may list.
 pub const MAX_OBJECTS: usize = 500;
 
@@ -459,8 +458,9 @@ pub struct RawMount<'a> {
     pub attributes: &'a Attributes,
     pub secrets: &'a str,
     pub permission: &'a str,
-    /// Audience when the class sets none: `vault`, or `openbao` on an `openbao.sock`.
-    pub default_audience: &'a str,
+    /// Which provider the class is served as: the audience of a class that sets none, and
+    /// whose Go versions to match.
+    pub flavour: Flavour,
 }
 
 /// The request's `attributes`: class parameters, volume attributes and kubelet's keys.
@@ -550,15 +550,10 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
         .transpose()?;
     let audience = explicit_audience
         .clone()
-        .unwrap_or_else(|| raw.default_audience.to_string());
+        .unwrap_or_else(|| raw.flavour.default_audience().to_string());
 
     let objects_text = params.get("objects").ok_or(PlanError::NoObjects)?;
-    let flavour = if raw.default_audience == "openbao" {
-        crate::stages::version::go::Flavour::OpenBao
-    } else {
-        crate::stages::version::go::Flavour::Vault
-    };
-    let (reads, objects) = objects::parse_objects(objects_text, default_mode, flavour)?;
+    let (reads, objects) = objects::parse_objects(objects_text, default_mode, raw.flavour)?;
 
     // Then the driver's fields: the tokens in `secrets` first (Kubernetes 1.35+), then in
     // the attributes.

@@ -6,8 +6,9 @@ use super::{
     Encoding, MAX_OBJECTS, Method, ObjectKind, ObjectSpec, PlanError, Pointer, ReadSpec,
     VersionInput,
 };
+use crate::stages::flavour::Flavour;
+use crate::stages::version::go::{self, Leaf, Node, RawObject, file_mode};
 use crate::text::quote;
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -61,85 +62,107 @@ pub fn nesting(text: &str) -> usize {
     deepest
 }
 
-/// One entry of `objects` as written in the class.
-#[derive(Deserialize)]
-struct RawObject {
-    #[serde(default, rename = "objectName")]
+/// One entry of `objects`, its fields typed as the plan reads them.
+struct Entry {
     object_name: String,
-    #[serde(default, rename = "secretPath")]
     secret_path: String,
-    #[serde(default, rename = "secretKey")]
     secret_key: String,
-    #[serde(default, rename = "secretArgs")]
     secret_args: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
     method: String,
-    #[serde(default)]
     encoding: String,
-    #[serde(default, rename = "filePermission", deserialize_with = "de_file_mode")]
-    file_permission: Option<i64>,
+    file_permission: Option<u32>,
     /// Jinja template: the file is the rendered template.
-    #[serde(default)]
     template: Option<String>,
     /// The object is a directory with one file per key.
-    #[serde(default, rename = "allKeys")]
     all_keys: bool,
     /// RFC 6901 JSON Pointer into the secret's data.
-    #[serde(default)]
     selector: Option<String>,
 }
 
-/// `filePermission` as the Go provider reads it (YAML 1.1 integers): `0600` and `0o600`
-/// are octal, `420` is decimal, `0x1a4` is hexadecimal.
-fn de_file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    struct Mode;
-    impl serde::de::Visitor<'_> for Mode {
-        type Value = Option<i64>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a file mode such as 0644 or 420")
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            i64::try_from(v)
-                .map(Some)
-                .map_err(|_| E::custom("file mode out of range"))
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            parse_mode_text(v).map(Some).ok_or_else(|| {
-                E::custom(format!(
+impl Entry {
+    /// The fields of one object of the parse, as the plan reads them: strings as written,
+    /// `filePermission` as the Go provider reads it (`0600` and `0o600` octal, `420`
+    /// decimal), `secretArgs` a mapping.
+    fn of(raw: &RawObject) -> Result<Entry, String> {
+        let text = |name: &str| raw.text(name).unwrap_or_default().to_string();
+        let file_permission = match raw.text("filePermission") {
+            None => None,
+            Some(t) => file_mode(t).map_err(|_| {
+                format!(
                     "filePermission {} is not a file mode such as 0644 or 420",
-                    quote(v)
-                ))
-            })
-        }
+                    quote(t)
+                )
+            })?,
+        };
+        let secret_args = match raw.secret_args.as_ref().map(json) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => {
+                return Err(
+                    "secretArgs is not a mapping: write the request's arguments as key: value"
+                        .into(),
+                );
+            }
+        };
+        let all_keys = match raw.all_keys.as_ref().map(json) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err("allKeys is not true or false".into()),
+        };
+        Ok(Entry {
+            object_name: text("objectName"),
+            secret_path: text("secretPath"),
+            secret_key: text("secretKey"),
+            secret_args,
+            method: text("method"),
+            encoding: text("encoding"),
+            file_permission,
+            template: optional_text("template", raw.template.as_ref())?,
+            all_keys,
+            selector: optional_text("selector", raw.selector.as_ref())?,
+        })
     }
-    d.deserialize_any(Mode)
 }
 
-fn parse_mode_text(text: &str) -> Option<i64> {
-    let t = text.trim();
-    if let Some(oct) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
-        return i64::from_str_radix(oct, 8).ok();
+/// A text field of this provider's own (`template`, `selector`): absent or null is `None`.
+fn optional_text(field: &str, node: Option<&Node>) -> Result<Option<String>, String> {
+    match node.map(json) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{field} is not text")),
     }
-    if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        return i64::from_str_radix(hex, 16).ok();
+}
+
+/// A node of the parse as JSON, as serde_yaml_ng resolves its scalars (the body of a
+/// request is this JSON).
+fn json(node: &Node) -> Value {
+    match node {
+        Node::Leaf(_, leaf) => match leaf {
+            Leaf::Null => Value::Null,
+            Leaf::Bool(b) => Value::Bool(*b),
+            Leaf::I64(i) => Value::from(*i),
+            Leaf::U64(u) => Value::from(*u),
+            Leaf::F64(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Leaf::Str(s) => Value::String(s.clone()),
+        },
+        Node::Seq(items) => Value::Array(items.iter().map(json).collect()),
+        Node::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.text.clone(), json(v)))
+                .collect(),
+        ),
+        Node::Tagged(inner) => json(inner),
     }
-    if t.len() > 1 && t.starts_with('0') {
-        return i64::from_str_radix(&t[1..], 8).ok();
-    }
-    t.parse().ok()
 }
 
 /// The reads and objects of a class's `objects` text.
 pub fn parse_objects(
     text: &str,
     default_mode: u32,
-    flavour: crate::stages::version::go::Flavour,
+    flavour: Flavour,
 ) -> Result<(Vec<ReadSpec>, Vec<ObjectSpec>), PlanError> {
     if text.len() > MAX_OBJECTS_TEXT {
         return Err(PlanError::ObjectsSyntax(format!(
@@ -153,9 +176,8 @@ pub fn parse_objects(
             "it nests about {depth} levels deep, more than the {MAX_NESTING} allowed"
         )));
     }
-    let raw: Option<Vec<RawObject>> =
-        serde_yaml_ng::from_str(text).map_err(|e| PlanError::ObjectsSyntax(short(&e)))?;
-    let raw = raw.unwrap_or_default();
+    // The one parse of the text: the plan's objects and the Go provider's come from it.
+    let raw = go::objects(text).map_err(|e| PlanError::ObjectsSyntax(go::yaml_message(&e)))?;
     if raw.is_empty() {
         return Err(PlanError::NoObjects);
     }
@@ -168,8 +190,9 @@ pub fn parse_objects(
     let mut objects = Vec::with_capacity(raw.len());
     let mut names = HashSet::new();
 
-    for (i, o) in raw.into_iter().enumerate() {
+    for (i, r) in raw.iter().enumerate() {
         let index = i + 1;
+        let o = Entry::of(r).map_err(|reason| PlanError::BadObject { index, reason })?;
         if o.object_name.is_empty() {
             return Err(PlanError::BadObject {
                 index,
@@ -221,7 +244,7 @@ pub fn parse_objects(
         }
         let mode = match o.file_permission {
             None => default_mode,
-            Some(m) if (0..=0o777).contains(&m) => m as u32,
+            Some(m) if m <= 0o777 => m,
             Some(m) => {
                 return Err(named(format!(
                     "filePermission {m} (octal {m:o}) is not a file mode: use 0000 to 0777, e.g. 0644"
@@ -263,7 +286,7 @@ pub fn parse_objects(
     check_tree(&objects)?;
     // Objects the Go provider also has get its exact version input, so that a cluster
     // switching providers sees no version change.
-    let go = crate::stages::version::go::go_secrets(text)
+    let go = go::from_objects(&raw, text)
         .ok()
         .filter(|g| g.len() == objects.len());
     if let Some(go) = go {
@@ -279,7 +302,7 @@ pub fn parse_objects(
 }
 
 /// What the object writes, from its `secretKey`, `selector`, `allKeys` and `template`.
-fn object_kind(o: &RawObject) -> Result<ObjectKind, String> {
+fn object_kind(o: &Entry) -> Result<ObjectKind, String> {
     let has_key = !o.secret_key.is_empty();
     let selector = o.selector.as_deref().filter(|s| !s.is_empty());
     if let Some(source) = &o.template {
@@ -318,7 +341,7 @@ fn object_kind(o: &RawObject) -> Result<ObjectKind, String> {
 }
 
 /// The request an object makes.
-fn read_spec(o: &RawObject) -> Result<ReadSpec, String> {
+fn read_spec(o: &Entry) -> Result<ReadSpec, String> {
     let (path, query) = normalise_secret_path(&o.secret_path)?;
     let method = match o.method.to_ascii_uppercase().as_str() {
         "" | "GET" => Method::Get,
@@ -369,11 +392,6 @@ fn check_tree(objects: &[ObjectSpec]) -> Result<(), PlanError> {
         }
     }
     Ok(())
-}
-
-/// A YAML error's text, short: the location and the reason, not the input.
-fn short(e: &serde_yaml_ng::Error) -> String {
-    crate::text::cap(&e.to_string(), 300)
 }
 
 /// The driver's path rules, checked before any backend call: not empty, relative,

@@ -19,19 +19,19 @@ fn parse_text(
     attributes: &str,
     secrets: &str,
     permission: &str,
-    audience: &str,
+    flavour: Flavour,
 ) -> Result<MountPlan, PlanError> {
     parse(&RawMount {
         attributes: &Attributes::parse(attributes)?,
         secrets,
         permission,
-        default_audience: audience,
+        flavour,
     })
 }
 
 fn plan_with(map: serde_json::Map<String, Value>, secrets: &str) -> Result<MountPlan, PlanError> {
     let attributes = Value::Object(map).to_string();
-    parse_text(&attributes, secrets, "420", DEFAULT_AUDIENCE)
+    parse_text(&attributes, secrets, "420", Flavour::Vault)
 }
 
 fn plan(objects: &str) -> Result<MountPlan, PlanError> {
@@ -101,10 +101,10 @@ fn file_permission_forms() {
     }
     // The request's permission is the default.
     let attributes = Value::Object(attrs(ONE)).to_string();
-    let p = parse_text(&attributes, "{}", "384", "vault").unwrap();
+    let p = parse_text(&attributes, "{}", "384", Flavour::Vault).unwrap();
     assert_eq!(p.objects[0].mode, 0o600);
-    assert!(parse_text(&attributes, "{}", "x", "vault").is_err());
-    assert!(parse_text(&attributes, "{}", "4096", "vault").is_err());
+    assert!(parse_text(&attributes, "{}", "x", Flavour::Vault).is_err());
+    assert!(parse_text(&attributes, "{}", "4096", Flavour::Vault).is_err());
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn request_errors_name_what_to_fix() {
     assert!(plan("- objectName: a\n  secretPath: s/a\n  method: DELETE\n").is_err());
 
     for bad in ["{", "[]", "{\"a\": 1}"] {
-        let e = parse_text(bad, "{}", "420", "vault").unwrap_err();
+        let e = parse_text(bad, "{}", "420", Flavour::Vault).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -243,7 +243,7 @@ fn request_errors_name_what_to_fix() {
         );
     }
     let attributes = Value::Object(attrs(ONE)).to_string();
-    let e = parse_text(&attributes, "nope", "420", DEFAULT_AUDIENCE).unwrap_err();
+    let e = parse_text(&attributes, "nope", "420", Flavour::Vault).unwrap_err();
     assert!(matches!(
         e,
         PlanError::Malformed {
@@ -643,8 +643,8 @@ mod properties {
 
         #[test]
         fn any_attributes_parse_or_say_why(text in "[ -~]{0,200}") {
-            let _ = parse_text(&text, "{}", "420", DEFAULT_AUDIENCE);
-            let _ = parse_text("{}", &text, &text, DEFAULT_AUDIENCE);
+            let _ = parse_text(&text, "{}", "420", Flavour::Vault);
+            let _ = parse_text("{}", &text, &text, Flavour::Vault);
         }
     }
 }
@@ -741,7 +741,7 @@ fn secrets_as_every_driver_sends_them() {
         );
     }
     // The attributes may be null too (a caller with no parameters): the class's mistake shows.
-    let e = parse_text("null", "null", "420", DEFAULT_AUDIENCE).unwrap_err();
+    let e = parse_text("null", "null", "420", Flavour::Vault).unwrap_err();
     assert_eq!(e, PlanError::MissingRole);
 }
 
@@ -755,10 +755,10 @@ fn the_class_is_checked_before_the_driver_fields() {
         assert_eq!(e, PlanError::MissingRole, "{secrets}");
     }
     let attributes = Value::Object(attrs("- objectName: a\n")).to_string();
-    let e = parse_text(&attributes, "[]", "-1", DEFAULT_AUDIENCE).unwrap_err();
+    let e = parse_text(&attributes, "[]", "-1", Flavour::Vault).unwrap_err();
     assert!(e.to_string().contains("secretPath is missing"), "{e}");
     let attributes = Value::Object(attrs(ONE)).to_string();
-    let e = parse_text(&attributes, "[]", "-1", DEFAULT_AUDIENCE).unwrap_err();
+    let e = parse_text(&attributes, "[]", "-1", Flavour::Vault).unwrap_err();
     assert!(
         matches!(
             e,
@@ -776,4 +776,32 @@ fn the_class_is_checked_before_the_driver_fields() {
         plan_with(bad_token, "null").unwrap_err(),
         PlanError::MissingRole
     );
+}
+
+#[test]
+fn the_objects_parse_names_what_is_wrong() {
+    let e = plan("a: b\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "parameter objects is not a valid YAML list of objects: invalid type: map, expected a list of objects"
+    );
+    let e = plan("- objectName: a\n  secretPath: s/a\n  secretArgs: [1]\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "object 1: secretArgs is not a mapping: write the request's arguments as key: value"
+    );
+    // One parse gives both: the plan's settings and the Go provider's version input.
+    let p = plan("- objectName: a\n  secretPath: s/a\n  secretKey: k\n  filePermission: 0600\n  secretArgs: {n: 0600, q: '0600'}\n").unwrap();
+    assert_eq!(p.objects[0].mode, 0o600);
+    assert_eq!(
+        p.reads[0].body.as_deref(),
+        Some(r#"{"n":"0600","q":"0600"}"#)
+    );
+    match &p.objects[0].version {
+        VersionInput::Go(json) => assert!(
+            json.contains(r#""SecretArgs":{"n":384,"q":"0600"}"#),
+            "{json}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

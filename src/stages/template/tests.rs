@@ -1,4 +1,6 @@
 use super::*;
+use crate::stages::answer::SecretResponse;
+use std::collections::BTreeMap;
 
 fn answer(json: &str) -> SecretResponse {
     SecretResponse::parse(json.as_bytes()).unwrap()
@@ -91,14 +93,14 @@ fn filters_for_secrets() {
 #[test]
 fn unknown_filters_are_invalid_argument() {
     let e = run("{{ 'x' | nosuchfilter }}", None).unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(matches!(e, TemplateError::Unknown { .. }), "{e}");
     assert!(e.to_string().contains("nosuchfilter"), "{e}");
 }
 
 #[test]
 fn syntax_errors_name_line_and_column() {
     let e = check("ok\n  {{ secret.x }\n").unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(matches!(e, TemplateError::Syntax { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("line 2"), "{msg}");
     assert!(msg.contains("column"), "{msg}");
@@ -112,7 +114,7 @@ fn syntax_errors_name_line_and_column() {
 fn undefined_names_the_missing_step_and_what_exists() {
     let a = answer(r#"{"data":{"data":{"password":"hunter2-value","db":{"host":"h"}}}}"#);
     let e = run("{{ secret.pasword }}", Some(&a)).unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
+    assert!(matches!(e, TemplateError::Undefined { .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains("\"pasword\"") && msg.contains("\"password\""),
@@ -179,7 +181,7 @@ fn hostile_templates_stop_at_their_limits() {
             "{t} took {:?}",
             started.elapsed()
         );
-        assert_eq!(e.code(), Code::ResourceExhausted, "{t}: {e}");
+        assert!(matches!(e, TemplateError::Limit { .. }), "{t}: {e}");
         assert!(e.to_string().contains(flag), "{t}: {e}");
     }
     let small = Limits {
@@ -219,22 +221,6 @@ fn fuel_is_shared_by_the_templates_of_a_mount() {
         spent += 1;
         assert!(spent < 100, "fuel never ran out");
     }
-}
-
-#[test]
-fn path_steps_read_simple_expressions() {
-    assert_eq!(
-        path_steps("a.b[\"c d\"][0]['e']").unwrap(),
-        vec![
-            Step::Name("a".into()),
-            Step::Name("b".into()),
-            Step::Name("c d".into()),
-            Step::Index(0),
-            Step::Name("e".into())
-        ]
-    );
-    assert!(path_steps("a + b").is_none());
-    assert!(path_steps("").is_none());
 }
 
 mod properties {
