@@ -56,7 +56,7 @@ mod tests {
         assert!(validate("https://a:8200,https://b:8200").is_ok());
         assert!(validate("ftp://a").is_err());
         assert!(validate("").is_err());
-        let eleven = vec!["https://a"; 11].join(",");
+        let eleven = ["https://a"; 11].join(",");
         assert!(validate(&eleven).unwrap_err().contains("at most 10"));
     }
 }
