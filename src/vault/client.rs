@@ -2,7 +2,7 @@
 //! through the send loop (`send.rs`), which picks the node and retries.
 
 use super::answers::{Budget, check_status, token_from_answer};
-use super::pool::Cluster;
+use super::cluster::Cluster;
 use super::{Connection, VaultError};
 use crate::secret::SecretString;
 use crate::stages::answer::SecretResponse;

@@ -2,20 +2,24 @@
 //! deadline.
 //!
 //! - `pool.rs`: the HTTP clients (one connection pool per transport and TLS setting) and
-//!   the routing state of each cluster (address list), shared by every Mount;
+//!   the cluster states, shared by every Mount;
+//! - `cluster.rs`: the routing state of one cluster (address list): preferred node,
+//!   cool-downs, the bound on requests in flight;
 //! - `client.rs`: a [`VaultClient`], one cluster as seen by one Mount: login, renewal, read;
 //! - `send.rs`: which node a request goes to, failover, retries and rate limits;
 //! - `answers.rs`: bodies, statuses and Vault's error text.
 
 mod answers;
 mod client;
+mod cluster;
 mod pool;
 mod send;
 
 pub use crate::tls::install_crypto_provider;
 pub use answers::{Budget, IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
 pub use client::{VaultClient, VaultToken, plain_lease_id};
-pub use pool::{ClientPool, DEFAULT_CONCURRENCY, NODE_COOL_DOWN};
+pub use cluster::NODE_COOL_DOWN;
+pub use pool::{ClientPool, DEFAULT_CONCURRENCY};
 pub use send::MAX_RATE_LIMIT_WAITS;
 
 use crate::settings::{TlsSettings, VaultSettings};

@@ -1,81 +1,19 @@
-//! The HTTP clients and the routing state shared by every Mount.
-//!
-//! One `reqwest::Client` (one connection pool) exists per transport and TLS setting. One
-//! [`Cluster`] exists per Vault address list (`https://a,https://b,https://c`): it bounds
-//! the requests in flight to that cluster (`-vault-concurrency`, counted across its nodes),
-//! remembers the node that last answered well, and keeps failing nodes out of the way for a
-//! cool-down.
+//! The HTTP clients and the cluster states shared by every Mount: one `reqwest::Client`
+//! (one connection pool) per transport and TLS setting, one [`Cluster`] per Vault address
+//! list, each kept in a cache with a byte budget; and the [`VaultClient`] a Mount gets from
+//! them.
 
 use super::client::{NodeClient, VaultClient};
+use super::cluster::Cluster;
 use super::{Connection, VaultError};
 use crate::address::MAX_NODES;
 use crate::settings::TlsSettings;
 use crate::text::error_chain;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 /// Requests in flight to one Vault cluster at most, by default (`-vault-concurrency`).
 pub const DEFAULT_CONCURRENCY: usize = 32;
-
-/// How long a node that failed is tried only after the others.
-pub const NODE_COOL_DOWN: Duration = Duration::from_secs(10);
-
-/// Routing state of one Vault cluster (one address list).
-pub struct Cluster {
-    /// Bounds requests in flight to the whole cluster.
-    pub(super) limit: Semaphore,
-    /// The node that last answered well.
-    preferred: AtomicUsize,
-    /// Until when each node is tried only after the others.
-    down_until: Mutex<Vec<Option<Instant>>>,
-}
-
-impl Cluster {
-    fn new(nodes: usize, concurrency: usize) -> Self {
-        Cluster {
-            limit: Semaphore::new(concurrency),
-            preferred: AtomicUsize::new(0),
-            down_until: Mutex::new(vec![None; nodes]),
-        }
-    }
-
-    /// The order to try nodes in: the one that last answered well, then the others in
-    /// list order, then those cooling down (soonest back first).
-    pub(super) fn order(&self, now: Instant) -> Vec<usize> {
-        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        let n = down.len();
-        let preferred = self.preferred.load(Ordering::Relaxed) % n.max(1);
-        let cooling = |i: usize| down[i].is_some_and(|t| t > now);
-        let mut order: Vec<usize> = std::iter::once(preferred)
-            .chain((0..n).filter(|i| *i != preferred))
-            .filter(|i| !cooling(*i))
-            .collect();
-        let mut cold: Vec<usize> = (0..n).filter(|i| cooling(*i)).collect();
-        cold.sort_by_key(|i| down[*i]);
-        order.extend(cold);
-        order
-    }
-
-    /// Node `i` answered well: prefer it.
-    pub(super) fn good(&self, i: usize) {
-        self.preferred.store(i, Ordering::Relaxed);
-        let mut down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(d) = down.get_mut(i) {
-            *d = None;
-        }
-    }
-
-    /// Node `i` failed: try it after the others until the cool-down has passed.
-    pub(super) fn bad(&self, i: usize, now: Instant) {
-        let mut down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(d) = down.get_mut(i) {
-            *d = Some(now + NODE_COOL_DOWN);
-        }
-    }
-}
 
 /// HTTP clients kept, by weight: about what one costs (its TLS configuration, root store
 /// and connection pool), so that tenants naming many TLS settings cannot grow the process.
@@ -282,28 +220,5 @@ mod tests {
             "https://vault.example.com:8200/prefix/v1/x"
         );
         assert!(split_address("ftp://x").is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn routing_prefers_the_last_good_node_and_cools_failing_ones() {
-        let c = Cluster::new(3, 4);
-        let now = Instant::now();
-        assert_eq!(c.order(now), vec![0, 1, 2]);
-        c.bad(0, now);
-        assert_eq!(c.order(now), vec![1, 2, 0], "a failed node goes last");
-        c.good(2);
-        assert_eq!(
-            c.order(now),
-            vec![2, 1, 0],
-            "the node that answered goes first"
-        );
-        c.bad(1, now + Duration::from_secs(1));
-        assert_eq!(
-            c.order(now),
-            vec![2, 0, 1],
-            "cooling nodes, soonest back first"
-        );
-        tokio::time::advance(NODE_COOL_DOWN + Duration::from_secs(2)).await;
-        assert_eq!(c.order(Instant::now()), vec![2, 0, 1], "back in list order");
     }
 }

@@ -1,0 +1,230 @@
+//! The server's flags: the Go provider's names and defaults, and ours. The usage text and
+//! the README's flag table come from this table.
+
+use crate::goflag::{Flag, Kind};
+
+/// The server's flags, with the Go provider's names and defaults.
+pub const SERVER_FLAGS: &[Flag] = &[
+    Flag::new(
+        "endpoint",
+        Kind::Value,
+        "/tmp/vault.sock",
+        "path of the Unix socket to serve the provider API on; repeat or separate with commas to serve several (vault.sock and openbao.sock)",
+    ),
+    Flag::new(
+        "health-addr",
+        Kind::Value,
+        ":8080",
+        "address for GET /health/ready; empty disables it",
+    ),
+    Flag::new(
+        "log-level",
+        Kind::Value,
+        "info",
+        "log level: trace, debug, info, warn, error or off",
+    ),
+    Flag::new(
+        "log-format",
+        Kind::Value,
+        "text",
+        "log format: text or json (one flat object a line, with severity)",
+    ),
+    Flag::new(
+        "log-stream",
+        Kind::Value,
+        "stderr",
+        "where log lines go: stderr or stdout",
+    ),
+    Flag::new(
+        "debug",
+        Kind::Bool,
+        "false",
+        "debug logging (deprecated: use -log-level=debug)",
+    ),
+    Flag::new(
+        "version",
+        Kind::Bool,
+        "false",
+        "print version information and exit",
+    ),
+    Flag::new(
+        "output",
+        Kind::Value,
+        "json",
+        "format of -version: json, yaml or json-pretty",
+    ),
+    Flag::new(
+        "hmac-secret-name",
+        Kind::Value,
+        "vault-csi-provider-hmac-key",
+        "Kubernetes Secret holding the key of object versions",
+    ),
+    Flag::new(
+        "hmac-key-file",
+        Kind::Value,
+        "",
+        "file holding the key of object versions (instead of the Secret)",
+    ),
+    Flag::new(
+        "cache-size",
+        Kind::Value,
+        "1000",
+        "Vault tokens kept for reuse; 0 or less disables reuse",
+    ),
+    Flag::new(
+        "vault-addr",
+        Kind::Value,
+        "",
+        "default Vault address (overrides VAULT_ADDR)",
+    ),
+    Flag::new(
+        "vault-mount",
+        Kind::Value,
+        "kubernetes",
+        "default auth mount",
+    ),
+    Flag::new(
+        "vault-namespace",
+        Kind::Value,
+        "",
+        "default Vault namespace",
+    ),
+    Flag::new(
+        "vault-tls-ca-cert",
+        Kind::Value,
+        "",
+        "CA bundle file to verify Vault",
+    ),
+    Flag::new(
+        "vault-tls-ca-directory",
+        Kind::Value,
+        "",
+        "directory of CA PEM files to verify Vault",
+    ),
+    Flag::new(
+        "vault-tls-server-name",
+        Kind::Value,
+        "",
+        "name to verify Vault's certificate against",
+    ),
+    Flag::new(
+        "vault-tls-client-cert",
+        Kind::Value,
+        "",
+        "client certificate for mutual TLS",
+    ),
+    Flag::new(
+        "vault-tls-client-key",
+        Kind::Value,
+        "",
+        "client key for mutual TLS",
+    ),
+    Flag::new(
+        "vault-tls-skip-verify",
+        Kind::Bool,
+        "false",
+        "do not verify Vault's certificate (unsafe)",
+    ),
+    Flag::new(
+        "shutdown-grace",
+        Kind::Value,
+        "25s",
+        "how long in-flight mounts may finish after SIGTERM",
+    ),
+    Flag::new(
+        "parallel-reads",
+        Kind::Value,
+        "8",
+        "distinct reads of one Mount run at once",
+    ),
+    Flag::new(
+        "socket-mode",
+        Kind::Value,
+        "0600",
+        "file mode of the socket (octal)",
+    ),
+    Flag::new(
+        "socket-group",
+        Kind::Value,
+        "",
+        "group (name or id) to give the socket",
+    ),
+    Flag::new(
+        "max-response-size",
+        Kind::Value,
+        "4194304",
+        "largest Mount answer in bytes: keep it equal to the driver's --max-call-recv-msg-size",
+    ),
+    Flag::new(
+        "vault-concurrency",
+        Kind::Value,
+        "32",
+        "requests in flight to one Vault at most; more wait their turn inside their deadline",
+    ),
+    Flag::new(
+        "read-share-window",
+        Kind::Value,
+        "0s",
+        "how long a static answer serves identical reads of the same service account (0: read fresh every Mount)",
+    ),
+    Flag::new(
+        "lease-store-size",
+        Kind::Value,
+        "1000",
+        "leases and certificates kept for pods' rotation polls at most; when full, those closest to expiry go first",
+    ),
+    Flag::new(
+        "lease-renewal",
+        Kind::Bool,
+        "true",
+        "renew leases (database and other dynamic credentials) handed to pods of this node, and the Vault tokens that read them, while the pods run (needs NODE_NAME and get, list, watch on pods)",
+    ),
+    Flag::new(
+        "lease-revocation",
+        Kind::Bool,
+        "true",
+        "revoke leases handed to pods of this node when the pods are gone (needs NODE_NAME, get, list, watch on pods, and sys/leases/revoke in the role's policy)",
+    ),
+    Flag::new(
+        "allowed-vault-addrs",
+        Kind::Value,
+        "",
+        "comma-separated Vault addresses a class's vaultAddress may name (empty: any)",
+    ),
+    Flag::new(
+        "allowed-tls-dirs",
+        Kind::Value,
+        "",
+        "comma-separated directories a class's TLS files must be in (empty: any)",
+    ),
+    Flag::new(
+        "allow-class-audience",
+        Kind::Bool,
+        "true",
+        "whether a class may choose the service-account token audience",
+    ),
+    Flag::new(
+        "allow-class-auth-mount",
+        Kind::Bool,
+        "true",
+        "whether a class may choose the Vault auth mount",
+    ),
+    Flag::new(
+        "template-fuel",
+        Kind::Value,
+        "100000",
+        "work all templates of one Mount may do: about one per instruction and one per 64 bytes made",
+    ),
+    Flag::new(
+        "template-recursion-limit",
+        Kind::Value,
+        "100",
+        "how deeply a template may nest (a macro call counts about 5), at most 500",
+    ),
+    Flag::new(
+        "template-max-output",
+        Kind::Value,
+        "1048576",
+        "largest file a template may render, in bytes",
+    ),
+];
