@@ -1,52 +1,59 @@
 //! Secrets Store CSI driver provider for HashiCorp Vault and OpenBao.
 //!
-//! Where a Mount goes, and which module owns each step:
+//! Where a Mount goes, and which module owns each step (each folder's `mod.rs` says more):
 //!
 //! ```text
-//! server    Unix sockets, HTTP/2, shutdown            (server.rs, health.rs)
-//!           old drivers' :authority fixed on the wire (authority/)
-//! service   gRPC Version/Mount, deadline, status      (service.rs, error.rs)
-//! provider  the pipeline below, in order              (provider.rs)
-//!   plan      request → typed, validated plan; pure   (plan.rs)
-//!   identity  service-account token → Vault token     (identity.rs, kube.rs → vault/)
-//!             (single-flight login, renewal, reuse)
-//!   fetch     distinct reads, in parallel, once each  (provider.rs → vault/, reuse.rs)
-//!             (coalescing, per-pod lease reuse)
-//!   render    secretKey, selector, allKeys, encodings,  (render.rs, response.rs)
-//!             whole JSON; then templates; pure        (template.rs)
-//!   version   HMAC object versions; pure              (version.rs, keys.rs)
+//! cli/        the command line: the server, `mount` (what would my pod get?)
+//! server/     Unix sockets, HTTP/2, shutdown; the health listener (health.rs);
+//!             old drivers' :authority fixed on the wire (authority/);
+//!             gRPC Version and Mount (service.rs); every outcome to a status (status.rs)
+//! provider/   the Mount pipeline, in order (mod.rs):
+//!   1 plan      request → typed, validated plan; the operator's limits   (stages/plan, policy)
+//!   2 identity  service-account token → the identity's Vault token       (token.rs, identity.rs)
+//!   3 fetch     every distinct read once, in parallel; leases reused      (fetch.rs, reuse.rs)
+//!   4 respond   files rendered, templates, versions: the whole volume     (respond.rs)
+//!             beside it: the version key (keys.rs), leases renewed and revoked with their
+//!             pods (lifecycle.rs), why a Mount failed (error.rs)
+//! stages/     the pure stages: plan/, policy, answer, render, template/, version/ (go/:
+//!             the Go provider's versions), flavour, gojson
+//! vault/      Vault over HTTP: clients and clusters, failover, retries, answers
+//! kube/       the Kubernetes API: configuration, TokenRequest and Secrets, this node's pods
+//! settings/   flags and environment, read once into typed settings
+//! metrics/    Prometheus metrics; logs.rs, tls.rs: logging, TLS to Vault
+//! text.rs, address.rs, goflag.rs, secret.rs: leaves every layer shares
 //! ```
 //!
-//! Settings come from flags and environment once at start (`settings.rs`, `flags.rs`);
-//! the `mount` subcommand (`cli/mount.rs`) runs the same pipeline for one class.
+//! Imports only go down this list: the stages import nothing of gRPC, Tokio, HTTP or
+//! metrics, and nothing imports the server or the command line but `main.rs`.
 #![forbid(unsafe_code)]
 
-pub mod address;
-pub mod authority;
-pub mod cli;
-pub mod client;
-pub mod error;
-pub mod goflag;
-pub mod health;
-pub mod identity;
-pub mod keys;
-pub mod kube;
-pub mod lifecycle;
-pub mod logs;
-pub mod metrics;
-pub mod provider;
-pub mod reuse;
-pub mod secret;
-pub mod server;
-pub mod service;
-pub mod settings;
-pub mod stages;
-pub mod text;
-pub mod tls;
-pub mod vault;
+mod address;
+mod cli;
+mod goflag;
+mod kube;
+mod logs;
+mod metrics;
+mod provider;
+mod secret;
+mod server;
+mod settings;
+mod stages;
+mod text;
+mod tls;
+mod vault;
 
 /// Generated from `proto/service.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     tonic::include_proto!("v1alpha1");
 }
+
+// What the binary and the tests use, and nothing more.
+pub use cli::class::driver_request;
+pub use cli::client::connect;
+pub use cli::main;
+pub use server::authority::FrameRewriter;
+pub use stages::version::go::{Flavour, GoSecret, GoValue, go_secrets};
+pub use stages::version::{go_object_version, own_object_version};
+pub use text::rfc3339;
+pub use tls::install_crypto_provider;

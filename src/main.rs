@@ -1,7 +1,7 @@
 fn main() {
     return_large_allocations_to_the_system();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(vault_csi_provider::cli::main(args));
+    std::process::exit(vault_csi_provider::main(args));
 }
 
 /// glibc's malloc raises its mmap threshold after large blocks are freed, so that later

@@ -153,11 +153,6 @@ pub fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// Parses a PEM private key from memory.
-pub fn key_from_pem(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("{what} is not a PEM private key: {e}"))
-}
-
 /// A rustls client configuration offering HTTP/2 and HTTP/1.1.
 pub fn build(
     roots: Roots,

@@ -313,5 +313,5 @@ fn today() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    vault_csi_provider::text::rfc3339(now)[..10].to_string()
+    vault_csi_provider::rfc3339(now)[..10].to_string()
 }

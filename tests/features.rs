@@ -111,12 +111,7 @@ fn example(name: &str) -> String {
 
 /// The MountRequest the driver sends for this class and pod.
 fn example_request(class_yaml: &str, pod: &Pod) -> MountRequest {
-    vault_csi_provider::cli::mount::driver_request(
-        class_yaml,
-        &pod.token("vault"),
-        &BTreeMap::new(),
-    )
-    .unwrap()
+    vault_csi_provider::driver_request(class_yaml, &pod.token("vault"), &BTreeMap::new()).unwrap()
 }
 
 /// Asserts the code, that the message holds every needle and no secret value; returns it.

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use vault_csi_provider::stages::version::go::{Flavour, GoSecret, GoValue, go_secrets};
-use vault_csi_provider::stages::version::{go_object_version, own_object_version};
+use vault_csi_provider::{
+    Flavour, GoSecret, GoValue, go_object_version, go_secrets, own_object_version,
+};
 
 /// A Go value in the typed form go_version.py reads.
 fn typed(v: &GoValue) -> Value {

@@ -983,12 +983,9 @@ fn guide_pod() -> Pod {
 /// values' `tokenRequests` name (the driver passes them all).
 fn driver_request(class_yaml: &str, pod: &Pod) -> MountRequest {
     let audiences = check_driver_values(&read(DRIVER_VALUES)).unwrap();
-    let mut req = vault_csi_provider::cli::mount::driver_request(
-        class_yaml,
-        &pod.token(&audiences[0]),
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    let mut req =
+        vault_csi_provider::driver_request(class_yaml, &pod.token(&audiences[0]), &BTreeMap::new())
+            .unwrap();
     let tokens: serde_json::Map<String, Value> = audiences
         .iter()
         .map(|a| {

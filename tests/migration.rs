@@ -567,9 +567,7 @@ fn request(case: &Case, socket_audience: &str) -> MountRequest {
         .unwrap_or(socket_audience)
         .to_string();
     let token = case.pod.token(&audience);
-    let mut req =
-        vault_csi_provider::cli::mount::driver_request(&case.yaml, &token, &BTreeMap::new())
-            .unwrap();
+    let mut req = vault_csi_provider::driver_request(&case.yaml, &token, &BTreeMap::new()).unwrap();
     let mut attrs: Value = serde_json::from_str(&req.attributes).unwrap();
     attrs["csi.storage.k8s.io/serviceAccount.tokens"] = json!(
         json!({ audience: {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"} })

@@ -26,7 +26,7 @@ async fn socket_is_private_health_answers_and_sigterm_drains_in_flight_mounts() 
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
-    vault_csi_provider::vault::install_crypto_provider();
+    vault_csi_provider::install_crypto_provider();
     let health = reqwest::get(format!("http://{}/health/ready", p.health))
         .await
         .unwrap();
@@ -197,9 +197,7 @@ async fn slow_vault_fails_inside_the_callers_deadline() {
     })
     .await;
     let p = ProviderProcess::start(&vault.addr, &[]).await;
-    let channel = vault_csi_provider::client::connect(&p.socket)
-        .await
-        .unwrap();
+    let channel = vault_csi_provider::connect(&p.socket).await.unwrap();
     let mut raw =
         vault_csi_provider::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
             channel,

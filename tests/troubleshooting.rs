@@ -372,7 +372,7 @@ fn the_scanner_reads_every_variant() {
         "TemplateError::Syntax",
         "VaultError::Unreachable",
         "VaultError::Tls",
-        "KubeError::NoConfig",
+        "KubeError::Config",
         "policy::Refused",
     ] {
         assert!(all.contains_key(v), "{v} not read: {:?}", all.keys());

@@ -1,6 +1,8 @@
 //! Command line: the server (default) and the `mount` subcommand. Parses arguments into
 //! typed settings, sets up logging, starts the runtime, and maps outcomes to exit codes.
 
+pub mod class;
+pub mod client;
 pub mod mount;
 
 use crate::goflag::{self, FlagError};
@@ -78,8 +80,8 @@ pub(crate) fn usage_error(e: &FlagError, flags: &[goflag::Flag], sub: &str) -> i
 fn print_version(output: &str) -> i32 {
     let fields = [
         ("version", env!("CARGO_PKG_VERSION")),
-        ("apiVersion", crate::service::API_VERSION),
-        ("runtimeName", crate::service::RUNTIME_NAME),
+        ("apiVersion", crate::server::API_VERSION),
+        ("runtimeName", crate::server::RUNTIME_NAME),
         (
             "platform",
             concat!(env!("VCSP_TARGET_OS"), "/", env!("VCSP_TARGET_ARCH")),

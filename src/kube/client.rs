@@ -39,11 +39,6 @@ impl KubeClient {
         self.client.clone()
     }
 
-    /// The API server, for messages.
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
     /// Runs one call within [`CALL_TIMEOUT`], naming `action` and, on a 403, the RBAC
     /// `hint` in its error.
     async fn call<T>(

@@ -17,10 +17,6 @@ pub use pods::{NodePods, PodState};
 /// A failure talking to the Kubernetes API. Never carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error(
-        "no Kubernetes API configuration: run in a pod with a service account, or set KUBECONFIG"
-    )]
-    NoConfig,
     #[error("Kubernetes configuration {source_name}: {detail}")]
     Config { source_name: String, detail: String },
     #[error("cannot reach the Kubernetes API at {server}: {detail}")]

@@ -116,6 +116,7 @@ impl NodePods {
     }
 
     /// Pods known to run on this node now.
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.known
             .lock()

@@ -9,6 +9,7 @@ use serde_json::Value;
 /// `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`; other bytes below 0x20 and `<`, `>`, `&` as
 /// `\u00XX` (lower-case hex); U+2028 and U+2029 as `\u2028`/`\u2029`; each byte of
 /// invalid UTF-8 as `\ufffd`; everything else (DEL included) as is.
+#[cfg(test)]
 pub fn string(s: &[u8]) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_string(&mut out, s);

@@ -136,7 +136,6 @@ mod tests {
     fn plan(c: ConnectionOverrides, audience: Option<&str>, mount: Option<&str>) -> MountPlan {
         MountPlan {
             pod: PodInfo::default(),
-            class_name: String::new(),
             role: "r".into(),
             auth_mount: mount.map(str::to_string),
             connection: c,

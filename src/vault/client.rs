@@ -60,8 +60,6 @@ pub struct VaultClient {
     pub(super) cluster: Arc<Cluster>,
     pub(super) nodes: Vec<NodeClient>,
     pub(super) client_cert: bool,
-    /// The address list, for messages.
-    pub(super) address: String,
     pub(super) namespace: Option<String>,
     pub(super) timeout: Duration,
     pub(super) max_retries: u32,
@@ -73,15 +71,10 @@ impl VaultClient {
             cluster,
             nodes,
             client_cert: conn.tls.client_cert.is_some(),
-            address: conn.address.clone(),
             namespace: conn.namespace.clone(),
             timeout: conn.timeout,
             max_retries: conn.max_retries,
         }
-    }
-
-    pub fn address(&self) -> &str {
-        &self.address
     }
 
     /// `POST /v1/auth/<mount>/login` with `{"role", "jwt"}`; serves kubernetes and jwt auth.

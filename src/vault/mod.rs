@@ -15,11 +15,9 @@ mod cluster;
 mod pool;
 mod send;
 
-pub use crate::tls::install_crypto_provider;
-pub use answers::{Budget, IN_FLIGHT_BODY_BYTES, MAX_BODY, MAX_LEASE_SECS};
+pub use answers::{Budget, MAX_LEASE_SECS};
 pub use client::{VaultClient, VaultToken, plain_lease_id};
-pub use cluster::NODE_COOL_DOWN;
-pub use pool::{ClientPool, DEFAULT_CONCURRENCY};
+pub use pool::ClientPool;
 pub use send::MAX_RATE_LIMIT_WAITS;
 
 use crate::settings::{TlsSettings, VaultSettings};

@@ -89,7 +89,7 @@ impl OpenBao {
     /// Starts with extra arguments and extra configuration (listeners, ...). With
     /// `-dev-tls` the dev listener speaks TLS (`-dev-tls-cert-dir` holds its CA).
     pub async fn start_config(extra: &[&str], config: &str) -> OpenBao {
-        vault_csi_provider::vault::install_crypto_provider();
+        vault_csi_provider::install_crypto_provider();
         let mut last_log = String::new();
         // A port picked free can be taken before OpenBao binds it: try a few.
         for _ in 0..3 {
@@ -220,7 +220,7 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(addr: &str, token: &str) -> Admin {
-        vault_csi_provider::vault::install_crypto_provider();
+        vault_csi_provider::install_crypto_provider();
         Admin {
             addr: addr.to_string(),
             token: token.to_string(),
@@ -564,7 +564,7 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(socket: &Path) -> Client {
-        let channel = vault_csi_provider::client::connect(socket)
+        let channel = vault_csi_provider::connect(socket)
             .await
             .expect("cannot connect to the provider socket");
         Client {

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
-use vault_csi_provider::authority::FrameRewriter;
+use vault_csi_provider::FrameRewriter;
 
 /// The `:authority` a client sends.
 #[derive(Clone, Copy, Debug)]

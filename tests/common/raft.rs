@@ -70,7 +70,7 @@ impl RaftCluster {
     /// Starts three nodes, initialises the first, joins the others, and waits until all
     /// three are unsealed voters with one active node.
     pub async fn start() -> RaftCluster {
-        vault_csi_provider::vault::install_crypto_provider();
+        vault_csi_provider::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 1..=3 {
@@ -459,7 +459,7 @@ impl Drop for FlakyProxy {
 
 impl FlakyProxy {
     pub async fn start(upstream: &str, mode: ProxyMode) -> FlakyProxy {
-        vault_csi_provider::vault::install_crypto_provider();
+        vault_csi_provider::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let mode = Arc::new(Mutex::new(mode));

@@ -10,13 +10,10 @@ mod paths;
 mod request;
 
 pub use crate::stages::flavour::Flavour;
-pub use connection::{ConnectionOverrides, MAX_ADDRESS, MAX_NAME, MAX_PATH};
+pub use connection::{ConnectionOverrides, MAX_NAME, MAX_PATH};
 pub use error::PlanError;
-pub use objects::MAX_OBJECTS_TEXT;
-pub use paths::{Pointer, normalise_secret_path, validate_file_name};
-pub use request::{
-    Attributes, PodInfo, ServiceAccountToken, TOKENS_KEY, TokenClaims, token_claims,
-};
+pub use paths::{Pointer, validate_file_name};
+pub use request::{Attributes, PodInfo, ServiceAccountToken, TOKENS_KEY, token_claims};
 
 use connection::{Params, bounded, parse_connection, validate_auth_mount};
 use request::{check_token_claims, find_token, parse_permission, tokens_in_secrets};
@@ -121,7 +118,6 @@ pub enum VersionInput {
 #[derive(Debug, Clone)]
 pub struct MountPlan {
     pub pod: PodInfo,
-    pub class_name: String,
     pub role: String,
     /// `None`: the `-vault-mount` setting.
     pub auth_mount: Option<String>,
@@ -162,7 +158,6 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     let permission = parse_permission(raw.permission);
     let default_mode = *permission.as_ref().unwrap_or(&0o644);
     let pod = raw.attributes.pod();
-    let class_name = raw.attributes.class_name().to_string();
     let params = Params {
         map: &raw.attributes.0,
     };
@@ -238,7 +233,6 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
 
     Ok(MountPlan {
         pod,
-        class_name,
         role,
         auth_mount,
         connection,

@@ -25,7 +25,6 @@ pub struct PodInfo {
 #[derive(Debug, Clone)]
 pub struct ServiceAccountToken {
     pub token: SecretString,
-    pub expiration: Option<String>,
     /// The service account's uid as the token states it (unverified: it only ever splits
     /// identities further, since namespace and name come from kubelet).
     pub service_account_uid: Option<String>,
@@ -217,8 +216,6 @@ pub(super) fn parse_permission(text: &str) -> Result<u32, PlanError> {
 struct RawToken {
     #[serde(default)]
     token: String,
-    #[serde(default, rename = "expirationTimestamp")]
-    expiration: Option<String>,
 }
 
 pub(super) fn find_token(
@@ -234,7 +231,6 @@ pub(super) fn find_token(
         (aud == audience && !t.token.is_empty()).then(|| ServiceAccountToken {
             service_account_uid: token_claims(&t.token).service_account_uid,
             token: SecretString::new(t.token),
-            expiration: t.expiration,
         })
     }))
 }

@@ -1,3 +1,6 @@
+use super::objects::MAX_OBJECTS_TEXT;
+use super::paths::normalise_secret_path;
+use super::request::TokenClaims;
 use super::*;
 use serde_json::Value;
 use serde_json::json;
@@ -48,7 +51,6 @@ fn pod_and_role_are_read() {
     assert_eq!(p.pod.name, "web-0");
     assert_eq!(p.pod.namespace, "default");
     assert_eq!(p.pod.service_account, "web");
-    assert_eq!(p.class_name, "web-secrets");
     assert_eq!(p.audience, "vault");
     assert_eq!(p.explicit_audience, None);
     assert_eq!(p.objects[0].mode, 0o644);

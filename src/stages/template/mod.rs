@@ -14,7 +14,7 @@ mod context;
 mod error;
 mod filters;
 
-pub use context::{Context, ObjectText, context_value, json_value};
+pub use context::{Context, ObjectText, context_value};
 pub use error::TemplateError;
 
 use error::{describe, secret_strings};

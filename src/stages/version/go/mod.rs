@@ -51,9 +51,9 @@ mod scalar;
 mod value;
 
 pub use crate::stages::flavour::Flavour;
-pub use decode::{FIELDS, Leaf, Node, RawObject, message as yaml_message, objects};
+pub use decode::{Leaf, Node, RawObject, message as yaml_message, objects};
 pub use scalar::file_mode;
-pub use value::{GoMap, GoValue, go_json};
+pub use value::{GoMap, GoValue};
 
 use crate::stages::gojson;
 use decode::{RawScalar, Style};

@@ -23,13 +23,6 @@ pub enum GoValue {
     Map(GoMap),
 }
 
-/// `json.Marshal` of one value; an error where Go's would fail (NaN, infinities).
-pub fn go_json(value: &GoValue) -> Result<String, String> {
-    let mut out = String::new();
-    push_go_value(&mut out, value)?;
-    Ok(out)
-}
-
 fn push_go_value(out: &mut String, value: &GoValue) -> Result<(), String> {
     match value {
         GoValue::Nil => out.push_str("null"),

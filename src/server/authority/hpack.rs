@@ -99,6 +99,8 @@ struct Huffman {
     first_code: [u32; 31],
     count: [u32; 31],
     offset: [u32; 31],
+    /// Each symbol's code, for the encoder the tests use.
+    #[cfg(test)]
     codes: [u32; 257],
 }
 
@@ -124,18 +126,23 @@ fn huffman() -> &'static Huffman {
             offset[len] = seen;
             seen += count[len];
         }
-        let mut codes = [0u32; 257];
-        for len in 1..31 {
-            for i in 0..count[len] {
-                let sym = sorted[(offset[len] + i) as usize];
-                codes[sym as usize] = first_code[len] + i;
+        #[cfg(test)]
+        let codes = {
+            let mut codes = [0u32; 257];
+            for len in 1..31 {
+                for i in 0..count[len] {
+                    let sym = sorted[(offset[len] + i) as usize];
+                    codes[sym as usize] = first_code[len] + i;
+                }
             }
-        }
+            codes
+        };
         Huffman {
             sorted,
             first_code,
             count,
             offset,
+            #[cfg(test)]
             codes,
         }
     })
@@ -173,6 +180,7 @@ pub fn huffman_decode(input: &[u8]) -> Result<Vec<u8>, HpackError> {
 }
 
 /// Encodes a string with the Huffman code (used by tests and clients).
+#[cfg(test)]
 pub fn huffman_encode(input: &[u8]) -> Vec<u8> {
     let h = huffman();
     let mut out = Vec::new();
@@ -277,16 +285,14 @@ impl DynamicTable {
         }
     }
 
+    #[cfg(test)]
     pub fn size(&self) -> usize {
         self.size
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     fn evict_to(&mut self, limit: usize) {

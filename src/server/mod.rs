@@ -2,13 +2,20 @@
 //! health endpoint, and shutdown on SIGTERM/SIGINT that stops accepting, lets in-flight
 //! mounts finish within a bound, removes the sockets and returns.
 
+pub mod authority;
+pub mod health;
+mod service;
+pub mod status;
+
+pub use service::{API_VERSION, RUNTIME_NAME};
+
 use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 use crate::provider::Provider;
-use crate::service::Service;
 use crate::settings::Settings;
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use service::Service;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,9 +146,9 @@ pub async fn run(
         }
     }
 
-    let health = Arc::new(crate::health::Health::default());
+    let health = Arc::new(health::Health::default());
     if let Some(addr) = settings.health_addr {
-        let listener = match crate::health::listen(addr) {
+        let listener = match health::listen(addr) {
             Ok(l) => l,
             Err(e) => {
                 bound.iter().for_each(|(f, _)| f.remove());
@@ -149,7 +156,7 @@ pub async fn run(
             }
         };
         tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health endpoint listening");
-        tokio::spawn(crate::health::serve(listener, health.clone()));
+        tokio::spawn(health::serve(listener, health.clone()));
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -161,8 +168,9 @@ pub async fn run(
             provider.clone(),
             settings.default_deadline,
             flavour,
+            settings.max_response_bytes,
         ))
-        .max_decoding_message_size(crate::service::MAX_REQUEST)
+        .max_decoding_message_size(service::MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
         tracing::info!(socket = %file.path.display(), default_audience = flavour.default_audience(), "serving provider API");
         health.serving(file.path.clone(), file.inode);
@@ -227,7 +235,7 @@ async fn serve_connection(
         .max_send_buf_size(4 * 1024 * 1024)
         .keep_alive_interval(None);
     // Between the socket and the HTTP/2 server: old drivers' path-shaped `:authority`.
-    let stream = crate::authority::AuthorityFix::new(stream);
+    let stream = authority::AuthorityFix::new(stream);
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {

@@ -172,12 +172,9 @@ impl TokenCache {
     }
 
     /// Identities held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -2,11 +2,12 @@
 //! runs the pipeline in a span named after the pod, turns failures into statuses, and
 //! contains panics to the one request.
 
-use crate::error::MountError;
+use super::status;
 use crate::proto::csi_driver_provider_server::CsiDriverProvider;
 use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
+use crate::provider::MountError;
 use crate::provider::Provider;
-use crate::stages::plan::{Attributes, Flavour};
+use crate::stages::plan::{Attributes, Flavour, RawMount};
 use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,15 +36,24 @@ pub struct Service {
     provider: Arc<Provider>,
     default_deadline: Duration,
     flavour: Flavour,
+    /// Largest answer the driver accepts (`-max-response-size`).
+    max_response_bytes: usize,
 }
 
 impl Service {
     /// `flavour`: which provider this socket serves (`openbao.sock`: OpenBao's).
-    pub fn new(provider: Arc<Provider>, default_deadline: Duration, flavour: Flavour) -> Self {
+    /// `max_response_bytes`: the largest answer the driver accepts.
+    pub fn new(
+        provider: Arc<Provider>,
+        default_deadline: Duration,
+        flavour: Flavour,
+        max_response_bytes: usize,
+    ) -> Self {
         Service {
             provider,
             default_deadline,
             flavour,
+            max_response_bytes,
         }
     }
 }
@@ -105,7 +115,7 @@ impl CsiDriverProvider for Service {
             match REQUEST_BUDGET.try_acquire_many(share) {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    let status = MountError::Busy.to_status();
+                    let status = status::status(&MountError::Busy);
                     crate::metrics::get().mount_done(status.code(), started.elapsed());
                     return Err(status);
                 }
@@ -117,7 +127,7 @@ impl CsiDriverProvider for Service {
         let attributes = match Attributes::parse(&request.attributes) {
             Ok(a) => a,
             Err(e) => {
-                let status = MountError::from(e).to_status();
+                let status = status::status(&MountError::from(e));
                 crate::metrics::get().mount_done(status.code(), started.elapsed());
                 tracing::warn!(code = ?status.code(), error = %status.message(), "mount failed");
                 return Err(status);
@@ -131,11 +141,16 @@ impl CsiDriverProvider for Service {
             class = attributes.class_name(),
         );
         let provider = self.provider.clone();
-        let flavour = self.flavour;
+        let (flavour, limit) = (self.flavour, self.max_response_bytes);
         let work = async move {
-            provider
-                .mount(&request, &attributes, flavour, deadline)
-                .await
+            let raw = RawMount {
+                attributes: &attributes,
+                secrets: &request.secrets,
+                permission: &request.permission,
+                flavour,
+            };
+            let volume = provider.mount(&raw, deadline).await?;
+            status::response(volume, limit)
         };
         let outcome =
             tokio::time::timeout_at(deadline, std::panic::AssertUnwindSafe(work).catch_unwind())
@@ -158,7 +173,7 @@ impl CsiDriverProvider for Service {
                 Ok(Response::new(response))
             }
             Err(e) => {
-                let status = e.to_status();
+                let status = status::status(&e);
                 crate::metrics::get().mount_done(status.code(), started.elapsed());
                 tracing::warn!(code = ?status.code(), elapsed_ms, error = %status.message(), "mount failed");
                 Err(status)

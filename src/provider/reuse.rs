@@ -6,7 +6,7 @@
 //!   are reused for the same pod and object until two thirds of their lease or validity
 //!   have passed ([`Leases`]), so rotation polls mint nothing new while the old ones are good.
 
-use crate::identity::Identity;
+use crate::provider::identity::Identity;
 use crate::stages::answer::SecretResponse;
 use crate::stages::plan::ReadSpec;
 use crate::vault::VaultError;
@@ -320,10 +320,12 @@ impl Leases {
             .set(map.len() as i64);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -364,7 +366,7 @@ mod tests {
         let flights = Arc::new(Flights::new(Duration::ZERO));
         let runs = Arc::new(AtomicUsize::new(0));
         let key = ReadKey {
-            identity: crate::identity::tests_support::identity("a"),
+            identity: crate::provider::identity::tests_support::identity("a"),
             epoch: 1,
             spec: ReadSpec {
                 method: crate::stages::plan::Method::Get,
@@ -406,7 +408,7 @@ mod tests {
         let leases = Leases::new(3);
         let key = |pod: &str| LeaseKey {
             pod_uid: pod.into(),
-            identity: crate::identity::tests_support::identity("a"),
+            identity: crate::provider::identity::tests_support::identity("a"),
             spec: ReadSpec {
                 method: crate::stages::plan::Method::Get,
                 path: "/v1/database/creds/app".into(),

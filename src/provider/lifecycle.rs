@@ -15,9 +15,9 @@
 //! Bounded: the state has a byte budget in all and per pod, renewals run a few at a time
 //! and are spread over time, and no lock is held across a request to Vault.
 
-use crate::identity::{Held, Identity, TokenCache};
 use crate::kube::{NodePods, PodState};
-use crate::reuse::{LeaseKey, Leases};
+use crate::provider::identity::{Held, Identity, TokenCache};
+use crate::provider::reuse::{LeaseKey, Leases};
 use crate::secret::SecretString;
 use crate::stages::answer::SecretResponse;
 use crate::vault::{ClientPool, VaultError};
@@ -165,6 +165,7 @@ impl Lifecycle {
     }
 
     /// Leases tracked now.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         lock(&self.state).leases.len()
     }
@@ -608,7 +609,7 @@ mod tests {
     fn track(l: &Lifecycle, uid: &str, lease_id: &str) {
         let key = LeaseKey {
             pod_uid: uid.into(),
-            identity: crate::identity::tests_support::identity("a"),
+            identity: crate::provider::identity::tests_support::identity("a"),
             spec: crate::stages::plan::ReadSpec {
                 method: crate::stages::plan::Method::Get,
                 path: "/v1/database/creds/app".into(),
