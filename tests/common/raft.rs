@@ -68,9 +68,29 @@ impl Drop for RaftCluster {
 
 impl RaftCluster {
     /// Starts three nodes, initialises the first, joins the others, and waits until all
-    /// three are unsealed voters with one active node.
+    /// three are unsealed voters with one active node. A cluster that does not form within
+    /// its bounds (a join answered and then going nowhere, a port taken between being
+    /// picked and bound) is thrown away and built again on new ports, three times at most;
+    /// each failure says which step did not happen.
     pub async fn start() -> RaftCluster {
         vault_csi_provider::install_crypto_provider();
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Self::try_start().await {
+                Ok(cluster) => return cluster,
+                Err(why) => {
+                    eprintln!("raft: cluster attempt {attempt} did not form: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        panic!(
+            "a three-node raft cluster did not form in 3 attempts:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    async fn try_start() -> Result<RaftCluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 1..=3 {
@@ -119,80 +139,135 @@ disable_mlock = true
             _dir: dir,
         };
         for i in 0..3 {
-            cluster.wait_listening(i).await;
+            cluster.listening(i).await?;
         }
         let init = cluster
-            .call(
-                0,
-                "PUT",
-                "sys/init",
-                Some(json!({"secret_shares": 1, "secret_threshold": 1})),
-            )
-            .await;
-        cluster.unseal_key = init["keys_base64"][0].as_str().unwrap().to_string();
-        cluster.root_token = init["root_token"].as_str().unwrap().to_string();
-        cluster.unseal(0).await;
-        cluster.wait_health(0, &[200]).await;
+            .until(Duration::from_secs(30), "node 0 initialised", 0, || {
+                cluster.try_call(
+                    0,
+                    "PUT",
+                    "sys/init",
+                    Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+                )
+            })
+            .await?;
+        cluster.unseal_key = init["keys_base64"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        cluster.root_token = init["root_token"].as_str().unwrap_or_default().to_string();
+        let key = cluster.unseal_key.clone();
+        cluster
+            .until(Duration::from_secs(30), "node 0 unsealed", 0, || {
+                cluster.try_call(0, "PUT", "sys/unseal", Some(json!({ "key": key })))
+            })
+            .await?;
+        cluster.healthy(0, &[200]).await?;
         // Joined nodes become voters after the stabilisation time: make it short.
         cluster
-            .call(
-                0,
-                "POST",
-                "sys/storage/raft/autopilot/configuration",
-                Some(json!({"server_stabilization_time": "1s", "cleanup_dead_servers": false})),
-            )
-            .await;
+            .until(Duration::from_secs(30), "autopilot configured", 0, || {
+                cluster.try_call(
+                    0,
+                    "POST",
+                    "sys/storage/raft/autopilot/configuration",
+                    Some(json!({"server_stabilization_time": "1s", "cleanup_dead_servers": false})),
+                )
+            })
+            .await?;
         for i in 1..3 {
-            cluster.join(i).await;
+            let leader = cluster.nodes[0].addr.clone();
+            cluster
+                .until(Duration::from_secs(30), "join answered", i, || {
+                    cluster.try_call(
+                        i,
+                        "POST",
+                        "sys/storage/raft/join",
+                        Some(json!({"leader_api_addr": leader})),
+                    )
+                })
+                .await?;
+            let key = cluster.unseal_key.clone();
+            cluster
+                .until(Duration::from_secs(30), "unseal answered", i, || {
+                    cluster.try_call(i, "PUT", "sys/unseal", Some(json!({ "key": key })))
+                })
+                .await?;
+            cluster
+                .wait_voter(i, Duration::from_secs(40))
+                .await
+                .map_err(|state| cluster.failure(i, &format!("node {i} is no voter: {state}")))?;
         }
-        cluster.wait_voters().await;
         for i in 1..3 {
-            cluster.wait_health(i, &[429]).await;
+            cluster.healthy(i, &[429]).await?;
         }
-        cluster
+        Ok(cluster)
     }
 
-    /// Joins node `i` to node 0 and unseals it, until it is an unsealed voter. A join can be
-    /// answered and then go nowhere (seen on a busy machine): the node is then started
-    /// afresh, its peer entry removed on the leader, and the join made again.
-    async fn join(&mut self, i: usize) {
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
-            let leader = self.nodes[0].addr.clone();
-            self.call(
-                i,
-                "POST",
-                "sys/storage/raft/join",
-                Some(json!({"leader_api_addr": leader})),
-            )
-            .await;
-            self.unseal(i).await;
-            match self.wait_voter(i, Duration::from_secs(30)).await {
-                Ok(()) => return,
-                Err(state) if attempt < ATTEMPTS => {
-                    eprintln!(
-                        "raft: node {i}'s join #{attempt} did not take ({state}); joining again"
-                    );
-                    self.nodes[i].kill();
-                    let _ = std::fs::remove_dir_all(&self.nodes[i].data);
-                    std::fs::create_dir_all(&self.nodes[i].data).unwrap();
-                    let _ = self
-                        .try_call(
-                            0,
-                            "POST",
-                            "sys/storage/raft/remove-peer",
-                            Some(json!({"server_id": format!("node{}", i + 1)})),
-                        )
-                        .await;
-                    self.nodes[i].start();
-                    self.wait_listening(i).await;
+    /// Calls `f` until it answers, at most `limit`; else what did not happen, with node
+    /// `i`'s log.
+    async fn until<F, Fut>(
+        &self,
+        limit: Duration,
+        what: &str,
+        i: usize,
+        f: F,
+    ) -> Result<Value, String>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, String>>,
+    {
+        let start = Instant::now();
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if start.elapsed() > limit => {
+                    return Err(self.failure(i, &format!("{what}: not within {limit:?}: {e}")));
                 }
-                Err(state) => panic!(
-                    "node {i} did not become an unsealed voter after {ATTEMPTS} joins ({state}):\n{}",
-                    std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
-                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
+    }
+
+    /// `why`, with the end of node `i`'s log.
+    fn failure(&self, i: usize, why: &str) -> String {
+        let log = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{why}\nnode {i}'s log ends:\n{}", tail.join("\n"))
+    }
+
+    /// Node `i` answers on its API port (30 s at most).
+    async fn listening(&self, i: usize) -> Result<(), String> {
+        let url = format!("{}/v1/sys/health", self.nodes[i].addr);
+        self.until(Duration::from_secs(30), "API listening", i, || async {
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map(|_| Value::Null)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Node `i`'s health is one of `codes` (60 s at most).
+    async fn healthy(&self, i: usize, codes: &[u16]) -> Result<(), String> {
+        let url = format!("{}/v1/sys/health", self.nodes[i].addr);
+        self.until(
+            Duration::from_secs(60),
+            &format!("health {codes:?}"),
+            i,
+            || async {
+                match self.http.get(&url).send().await {
+                    Ok(r) if codes.contains(&r.status().as_u16()) => Ok(Value::Null),
+                    Ok(r) => Err(format!("health {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Waits up to `limit` until node `i` is unsealed and a voter in the leader's raft
@@ -405,27 +480,6 @@ disable_mlock = true
                 std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn wait_voters(&self) {
-        let start = Instant::now();
-        loop {
-            let config = self
-                .call(0, "GET", "sys/storage/raft/configuration", None)
-                .await;
-            let servers = config["data"]["config"]["servers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if servers.len() == 3 && servers.iter().all(|s| s["voter"] == true) {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "nodes did not all become voters: {config}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
