@@ -41,14 +41,19 @@ impl Flag {
 /// Why the arguments could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlagError {
+    /// `-h` or `-help`: the usage is printed, and the exit code is 0.
     #[error("help requested")]
     Help,
+    /// A flag the program does not have.
     #[error("flag provided but not defined: -{0}")]
     Unknown(String),
+    /// A value flag last on the line, with nothing after it.
     #[error("flag needs an argument: -{0}")]
     MissingValue(String),
+    /// A boolean flag given a value `strconv.ParseBool` refuses.
     #[error("invalid boolean value {value:?} for -{name}: use true or false")]
     BadBool { name: String, value: String },
+    /// An argument that starts like a flag but is not one (`---x`, `-=x`).
     #[error("bad flag syntax: {0}")]
     Syntax(String),
 }

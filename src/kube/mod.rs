@@ -17,10 +17,13 @@ pub use pods::{NodePods, PodState};
 /// A failure talking to the Kubernetes API. Never carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
+    /// The kubeconfig or in-cluster configuration cannot be used.
     #[error("Kubernetes configuration {source_name}: {detail}")]
     Config { source_name: String, detail: String },
+    /// No answer from the Kubernetes API.
     #[error("cannot reach the Kubernetes API at {server}: {detail}")]
     Unreachable { server: String, detail: String },
+    /// The Kubernetes API answered with an error status; its message is kept.
     #[error("the Kubernetes API refused to {action}: {message}{hint}")]
     Status {
         action: String,
@@ -29,6 +32,7 @@ pub enum KubeError {
         message: String,
         hint: String,
     },
+    /// The Kubernetes API answered, but not with what the call needs.
     #[error("the Kubernetes API's answer to {action} is not usable: {detail}")]
     BadAnswer { action: String, detail: String },
 }

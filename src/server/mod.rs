@@ -32,12 +32,15 @@ const KEY_FIRST_WAIT: Duration = Duration::from_secs(2);
 /// Why a socket cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
+    /// Something other than a socket (a file, a directory) is at the path.
     #[error(
         "{0} exists and is not a socket: refusing to replace it; remove it or choose another -endpoint"
     )]
     NotASocket(PathBuf),
+    /// A live socket is at the path: another provider serves it.
     #[error("another process is serving on {0}: stop it first, or choose another -endpoint")]
     InUse(PathBuf),
+    /// The socket or its directory could not be created, given its mode or moved into place.
     #[error("cannot create socket {path}: {source}")]
     Io {
         path: PathBuf,

@@ -76,6 +76,7 @@ pub struct Settings {
 /// A setting that cannot be used, named so the operator can fix the DaemonSet.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// A flag or environment variable has a value the provider cannot use.
     #[error("invalid value {value:?} for {name}: {reason}")]
     Invalid {
         name: String,

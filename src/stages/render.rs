@@ -15,10 +15,13 @@ pub const MAX_ALL_KEYS: usize = 1000;
 /// Why an object's file could not be made. Never carries secret values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
+    /// The answer has no `data` to select from.
     #[error("the answer has no data to select {what} from")]
     NoData { what: String },
+    /// `secretKey` names a key the data does not have.
     #[error("secretKey {} is not in the answer; keys present: {present}", quote(.key))]
     KeyMissing { key: String, present: String },
+    /// A `selector` step names a key the data does not have.
     #[error("selector {pointer} finds nothing: {at} has no member {missing}; it has: {present}")]
     PointerMissing {
         pointer: String,
@@ -26,6 +29,7 @@ pub enum RenderError {
         missing: String,
         present: String,
     },
+    /// A `selector` step is an index past the end of a list.
     #[error(
         "selector {pointer} finds nothing: {at} is an array of {len} elements, index {index} is not one of them"
     )]
@@ -35,20 +39,25 @@ pub enum RenderError {
         index: String,
         len: usize,
     },
+    /// A `selector` step, or `allKeys`, meets something that is not a map.
     #[error(
         "{what} is not a map of keys, so allKeys cannot write it as files: point selector at a map"
     )]
     NotAMap { what: String },
+    /// `allKeys` on data with no keys: there would be no file.
     #[error("{what} has no keys: allKeys would write no file; check secretPath")]
     NoKeys { what: String },
+    /// `allKeys` meets a key that cannot be a file name.
     #[error(
         "the secret has a key {key} that is not a safe file name ({reason}): rename the key in Vault, or select values with secretKey"
     )]
     UnsafeKey { key: String, reason: &'static str },
+    /// `allKeys` meets more keys than one directory may have.
     #[error(
         "the secret has {count} keys, more than the {limit} files one allKeys object may write"
     )]
     TooManyKeys { count: usize, limit: usize },
+    /// The value is not valid for its `encoding` (base64, hex).
     #[error("the value of {key} is not valid {encoding}: {reason}")]
     Decode {
         key: String,

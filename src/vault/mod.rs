@@ -27,38 +27,49 @@ use std::time::Duration;
 /// A failure talking to Vault. Messages keep Vault's own error text and never carry tokens.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VaultError {
+    /// No connection to Vault (refused, DNS, network), after the retries.
     #[error("cannot reach Vault at {address}: {detail}{hint}")]
     Unreachable {
         address: String,
         detail: String,
         hint: &'static str,
     },
+    /// Vault did not answer within `VAULT_CLIENT_TIMEOUT`.
     #[error("Vault at {address} did not answer within {timeout:?} (VAULT_CLIENT_TIMEOUT)")]
     Timeout { address: String, timeout: Duration },
+    /// Vault is sealed.
     #[error("Vault at {address} is sealed: unseal it, the mount will be retried")]
     Sealed { address: String },
+    /// Vault kept answering 429 after the waits it asked for.
     #[error(
         "Vault at {address} is rate limiting requests (HTTP 429: {message}) and still was after waiting as long as it asked (at most {MAX_RATE_LIMIT_WAITS} times, 5 s each): the requests are over a rate-limit quota (sys/quotas/rate-limit); the mount will be retried, raise the quota if this lasts"
     )]
     RateLimited { address: String, message: String },
+    /// Every node of a cluster failed; each one's reason is listed.
     #[error("no Vault node could serve {what}: {}", .nodes.join("; "))]
     Nodes { what: String, nodes: Vec<String> },
+    /// Vault answered with an error status; its own text is kept.
     #[error("Vault answered {what} with HTTP {status}: {message}")]
     Status {
         what: String,
         status: u16,
         message: String,
     },
+    /// Vault answered, but not with what the request needs.
     #[error("Vault's answer to {what} is not usable: {detail}")]
     BadAnswer { what: String, detail: String },
+    /// The Mount's deadline passed while waiting on Vault.
     #[error("the mount's deadline passed while {what}")]
     Deadline { what: String },
+    /// The HTTP client for the connection could not be built.
     #[error("cannot set up the connection to Vault: {0}")]
     Setup(String),
+    /// Large answers are using the whole memory budget for them.
     #[error(
         "the provider is reading as many large Vault answers as its memory budget allows; the mount will be retried"
     )]
     Busy,
+    /// TLS with Vault failed (certificate, name, client certificate).
     #[error("TLS with Vault at {address} failed: {detail}{hint}")]
     Tls {
         address: String,

@@ -12,24 +12,30 @@ use std::collections::BTreeSet;
 /// Why a template could not be used. Never carries a value of the context.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// The template source is longer than a template may be.
     #[error("template is {0} bytes, more than the {MAX_SOURCE} allowed")]
     TooLong(usize),
+    /// The template does not parse; the line and column say where.
     #[error("template syntax error{at}: {detail}")]
     Syntax { at: String, detail: String },
+    /// The template uses a name its context does not have.
     #[error("template{at} uses {name}, which is undefined; {present}")]
     Undefined {
         at: String,
         name: String,
         present: String,
     },
+    /// The template ran out of fuel, recursion depth or output room.
     #[error("template{at} {what}: simplify it, or raise {flag} if it really needs more")]
     Limit {
         at: String,
         what: &'static str,
         flag: &'static str,
     },
+    /// The template uses a filter, function or test templates do not have.
     #[error("template{at}: {detail}: the README lists the filters and functions templates have")]
     Unknown { at: String, detail: String },
+    /// Rendering failed otherwise (a filter refused its input, a type error).
     #[error("template error{at}: {detail}")]
     Render { at: String, detail: String },
 }

@@ -78,6 +78,7 @@ pub struct GoSecret {
 /// Why no Go version can be given. The texts name fields and positions, never values.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum GoError {
+    /// The text is not YAML (or a scalar could not be found again).
     #[error("objects is not YAML that the Go provider reads: {0}")]
     Syntax(String),
     /// The Go provider would fail the mount, so it has no version to match.
@@ -86,6 +87,7 @@ pub enum GoError {
     /// The Go provider reads it, but this module cannot tell how (see [`go_secrets`]).
     #[error("the Go provider's reading of object {index} is not known here: {reason}")]
     Unsupported { index: usize, reason: String },
+    /// More scalars would need a second look than the work budget allows.
     #[error("objects has more than {0} scalars whose type depends on their quoting")]
     TooAmbiguous(usize),
 }
