@@ -13,7 +13,7 @@
 //!   3 fetch     every distinct read once, in parallel; leases reused      (fetch.rs, reuse.rs)
 //!   4 respond   files rendered, templates, versions: the whole volume     (respond.rs)
 //!             beside it: the version key (keys.rs), leases renewed and revoked with their
-//!             pods (lifecycle.rs), why a Mount failed (error.rs)
+//!             pods (lifecycle/), why a Mount failed (error.rs)
 //! stages/     the pure stages: plan/, policy, answer, render, template/, version/ (go/:
 //!             the Go provider's versions), flavour, gojson
 //! vault/      Vault over HTTP: clients and clusters, failover, retries, answers

@@ -1,8 +1,7 @@
 //! The README's Troubleshooting tables cover every error the provider returns:
-//! - every variant of every error type a Mount can fail with (`MountError` in src/error.rs,
-//!   `PlanError` in src/plan.rs, `RenderError` in src/render.rs, `TemplateError` in
-//!   src/template.rs, `VaultError` in src/vault/mod.rs, `KubeError` in src/kube.rs, and
-//!   `Refused` in src/policy.rs), read from the source, has a row marked
+//! - every variant of every error type a Mount can fail with (`MountError`, `PlanError`,
+//!   `RenderError`, `TemplateError`, `VaultError`, `KubeError` and `Refused`, each found by
+//!   its name wherever it lives under src/), read from the source, has a row marked
 //!   `<!-- Type::Variant -->`, and the row quotes the fixed words of the variant's
 //!   `#[error(...)]` message; a marker naming no variant is refused too. Adding a variant
 //!   without a row fails here.

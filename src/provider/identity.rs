@@ -1,7 +1,7 @@
 //! Identity stage: who the pod is to Vault, and the Vault token that goes with it.
 //!
 //! The service-account token comes from the driver, or from the Kubernetes TokenRequest API
-//! when the driver sent none for the audience (see `provider.rs`). Vault tokens are held per
+//! when the driver sent none for the audience (see `token.rs`). Vault tokens are held per
 //! identity: one login per identity however many pods mount at once (single flight), reused
 //! until two thirds of the lease, then renewed (`renew-self`) while renewable, else replaced
 //! by a new login before the old one expires.

@@ -9,7 +9,7 @@
 //!
 //! Beside the pipeline: `identity.rs` (Vault tokens held per identity), `reuse.rs`
 //! (coalesced reads, pods' leases kept for rotation polls), `keys.rs` (the version key),
-//! `lifecycle.rs` (leases renewed and revoked with their pods), `error.rs` (why a Mount
+//! `lifecycle/` (leases renewed and revoked with their pods), `error.rs` (why a Mount
 //! failed).
 
 mod error;

@@ -4,7 +4,7 @@
 //! - `GET /health/live`: 200 while the process's event loop answers (liveness);
 //! - `GET /health/ready`: 200 only while every socket is in place and served and the
 //!   provider is not shutting down, else 503 saying why (readiness);
-//! - `GET /metrics`: the metrics (`metrics.rs`), Prometheus text, or OpenMetrics when the
+//! - `GET /metrics`: the metrics (`metrics/`), Prometheus text, or OpenMetrics when the
 //!   `Accept` header asks for it.
 //!
 //! None of them calls Vault: a Vault outage must not make the kubelet restart every

@@ -1,5 +1,5 @@
 //! Render stage: the files of one object from a Vault answer: a selected key or nested
-//! value, the whole answer, or every key as a directory. Pure. (Templates: `template.rs`.)
+//! value, the whole answer, or every key as a directory. Pure. (Templates: `template/`.)
 
 use crate::secret::SecretBytes;
 use crate::stages::answer::SecretResponse;

@@ -1,4 +1,4 @@
-"""The Go provider's object version, written independently of src/goversion.rs.
+"""The Go provider's object version, written independently of src/stages/version/go/.
 
 Reads {"cases": [...]} on stdin and writes {"results": [...]} on stdout. Each case has a
 hex "key", a hex "content" and a "secret": the fields of the Go provider's config.Secret,
