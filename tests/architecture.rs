@@ -392,3 +392,23 @@ fn every_source_path_the_documents_and_comments_name_exists() {
     }
     assert!(stale.is_empty(), "paths that no longer exist: {stale:#?}");
 }
+
+/// `tests/README.md` maps every test file and fixture: a new one without a line fails here.
+#[test]
+fn the_test_map_names_every_test_file_and_fixture() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let map = std::fs::read_to_string(tests.join("README.md")).unwrap();
+    let mut unnamed = Vec::new();
+    for (dir, prefix) in [(tests.clone(), ""), (tests.join("common"), "common/")] {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".rs") && !map.contains(&format!("`{prefix}{name}`")) {
+                unnamed.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    assert!(
+        unnamed.is_empty(),
+        "tests/README.md does not name {unnamed:?}"
+    );
+}

@@ -692,22 +692,8 @@ async fn one_process_serves_vault_and_openbao_sockets() {
     let dir2 = tempfile::tempdir().unwrap();
     let v2 = dir2.path().join("vault.sock");
     let b2 = dir2.path().join("openbao.sock");
-    let mut cmd = std::process::Command::new(provider_binary());
-    let key = dir2.path().join("k");
-    std::fs::write(&key, "0123456789abcdef0123").unwrap();
-    cmd.arg(format!("-endpoint={},{}", v2.display(), b2.display()))
-        .arg("-health-addr=")
-        .arg(format!("-vault-addr={}", bao.addr))
-        .arg(format!("-hmac-key-file={}", key.display()))
-        .env_remove("KUBECONFIG")
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    for _ in 0..200 {
-        if b2.exists() && v2.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let endpoint = format!("-endpoint={},{}", v2.display(), b2.display());
+    let _both = ProviderProcess::start_at(&bao.addr, &[&endpoint], &[], dir2, v2.clone()).await;
     let pod = Pod::new("default", "app");
     let via_vault = Client::connect(&v2)
         .await
@@ -723,6 +709,4 @@ async fn one_process_serves_vault_and_openbao_sockets() {
     );
     let via_bao = Client::connect(&b2).await.mount(req).await.unwrap();
     assert_eq!(file_str(&via_bao, "k"), "x");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -4,15 +4,13 @@
 
 mod common;
 
+use common::e2e::{self, NS, SA};
 use common::kube::KubeApi;
 use common::postgres::Postgres;
 use common::*;
 use serde_json::{Value, json};
 use tonic::Code;
 use vault_csi_provider::proto::MountRequest;
-
-const NS: &str = "test";
-const SA: &str = "nginx";
 
 struct Env {
     bao: OpenBao,
@@ -23,57 +21,13 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-const POLICY: &str = r#"
-path "secret/data/*" { capabilities = ["read"] }
-path "pki/issue/example-dot-com" { capabilities = ["create", "update"] }
-path "database/creds/db-role" { capabilities = ["read"] }
-"#;
-
 async fn env(with_db: bool) -> Env {
     let bao = OpenBao::start().await;
     let kube = KubeApi::start().await;
-    bao.policy("e2e", POLICY).await;
-    bao.enable_kubernetes("kubernetes", &kube.url).await;
-    for role in ["kv-role", "pki-role", "db-role", "all-role"] {
-        bao.kubernetes_role_aud("kubernetes", role, NS, SA, &["e2e"], None)
-            .await;
-    }
-    bao.kubernetes_role_aud(
-        "kubernetes",
-        "kv-custom-audience-role",
-        NS,
-        SA,
-        &["e2e"],
-        Some("custom-audience"),
-    )
-    .await;
-    bao.enable_jwt("jwt").await;
-    bao.jwt_role("jwt", "jwt-kv-role", NS, SA, &["e2e"]).await;
-
-    bao.write("secret/data/kv1", json!({"data": {"bar1": "hello1"}}))
-        .await;
-    bao.write("secret/data/kv2", json!({"data": {"bar2": "hello2"}}))
-        .await;
-    bao.write(
-        "secret/data/kv-b64",
-        json!({"data": {"bar1": "aGVsbG8x", "bar2": "aGVsbG8y", "bar3": "aGVsbG8z"}}),
-    )
-    .await;
-    bao.write(
-        "secret/data/kv-custom-audience",
-        json!({"data": {"bar": "hello-custom-audience"}}),
-    )
-    .await;
-    bao.enable_pki(
-        "example.com",
-        "example-dot-com",
-        json!({"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "72h"}),
-    )
-    .await;
-
+    e2e::seed(&bao, &kube.url, "vault").await;
     let pg = if with_db {
         let pg = Postgres::start();
-        pg.serve_openbao(&bao, "db-role", "1h").await;
+        e2e::seed_database(&bao, &pg).await;
         Some(pg)
     } else {
         None
@@ -231,64 +185,7 @@ async fn service_account_not_allowed_by_the_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_in_a_vault_namespace() {
     let e = env(false).await;
-    let ns = "acceptance";
-    e.bao
-        .write(&format!("sys/namespaces/{ns}"), json!({}))
-        .await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "sys/policies/acl/e2e",
-            Some(json!({"policy": POLICY})),
-        )
-        .await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "sys/auth/kubernetes",
-            Some(json!({"type": "kubernetes"})),
-        )
-        .await;
-    let config = e.bao.api("GET", "auth/kubernetes/config", None).await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "auth/kubernetes/config",
-            Some(json!({
-                "kubernetes_host": config["data"]["kubernetes_host"],
-                "kubernetes_ca_cert": include_str!("fixtures/kube-ca.crt"),
-                "token_reviewer_jwt": common::kube::REVIEWER_TOKEN,
-                "disable_local_ca_jwt": true,
-            })),
-        )
-        .await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "auth/kubernetes/role/kv-namespace-role",
-            Some(json!({"bound_service_account_names": [SA], "bound_service_account_namespaces": [NS], "token_policies": ["e2e"]})),
-        )
-        .await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "sys/mounts/secret",
-            Some(json!({"type": "kv", "options": {"version": "2"}})),
-        )
-        .await;
-    e.bao
-        .api_ns(
-            ns,
-            "PUT",
-            "secret/data/kv1-namespace",
-            Some(json!({"data": {"greeting": "hello-namespaces"}})),
-        )
-        .await;
+    e2e::seed_namespace(&e.bao, &e._kube.url, e2e::POLICY).await;
     let r = e.client.mount(request("namespace.yaml")).await.unwrap();
     assert_eq!(file_str(&r, "secret-1"), "hello-namespaces");
 }

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use vault_csi_provider::proto::{MountRequest, MountResponse};
 
 /// Where the guide's files live.
@@ -921,50 +921,23 @@ async fn start_kit(kit: &str, providers: &Path, vault_addr: &str, kubeconfig: &P
             }
         })
         .collect();
-    let sockets: Vec<PathBuf> = args
-        .iter()
-        .find_map(|a| a.strip_prefix("-endpoint="))
-        .expect("no -endpoint")
-        .split(',')
-        .map(PathBuf::from)
-        .collect();
-    let mut cmd = Command::new(provider_binary());
-    cmd.args(&args);
-    for var in [
-        "VAULT_ADDR",
-        "VAULT_AGENT_ADDR",
-        "VAULT_NAMESPACE",
-        "VAULT_TOKEN",
-        "KUBERNETES_SERVICE_HOST",
-        "KUBERNETES_SERVICE_PORT",
-    ] {
-        cmd.env_remove(var);
-    }
+    let sockets = endpoints(&args);
     let mut set_addr = false;
-    for (name, value) in common::kits::container_env(&c) {
-        let value = if name == "VAULT_ADDR" {
-            set_addr = true;
-            vault_addr.to_string()
-        } else {
-            value
-        };
-        cmd.env(name, value);
-    }
+    let env: Vec<(String, String)> = common::kits::container_env(&c)
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "VAULT_ADDR" {
+                set_addr = true;
+                (name, vault_addr.to_string())
+            } else {
+                (name, value)
+            }
+        })
+        .chain([("KUBECONFIG".to_string(), kubeconfig.display().to_string())])
+        .collect();
     assert!(set_addr, "{kit}: the provider has no VAULT_ADDR");
-    let log = providers.with_extension("log");
-    cmd.env("KUBECONFIG", kubeconfig)
-        .env("HOME", providers)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut running = Running {
-        child: cmd.spawn().expect("cannot start the provider"),
-        log,
-    };
-    for s in &sockets {
-        running.wait_for_socket(s).await;
-    }
-    running
+    let cmd = provider_command(&args, providers, env);
+    Running::provider(cmd, providers.with_extension("log"), &sockets).await
 }
 
 /// The guide's pod, as kubelet describes it to the driver.

@@ -38,7 +38,6 @@ use common::kits::*;
 use common::kube::{KubeApi, PROVIDER_NAMESPACE};
 use common::*;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use tonic::Code;
@@ -198,32 +197,21 @@ async fn mounts_through_the_chart(chart: &Chart, sidecar: Sidecar) {
         .map(|a| moved(a))
         .chain([format!("-health-addr=127.0.0.1:{health_port}")])
         .collect();
-    let endpoint = args[0]
-        .strip_prefix("--endpoint=")
-        .expect("the charts pass --endpoint first");
-    let socket = PathBuf::from(endpoint);
+    assert!(
+        args[0].starts_with("--endpoint="),
+        "the charts pass --endpoint first"
+    );
     let kubeconfig = kube.kubeconfig(dir.path());
-    let mut cmd = Command::new(provider_binary());
-    cmd.args(&args);
-    for var in [
-        "VAULT_ADDR",
-        "VAULT_AGENT_ADDR",
-        "VAULT_NAMESPACE",
-        "VAULT_CACERT",
-        "VAULT_SKIP_VERIFY",
-        "KUBERNETES_SERVICE_HOST",
-        "KUBERNETES_SERVICE_PORT",
-    ] {
-        cmd.env_remove(var);
-    }
     // The environment the post-renderer leaves (deploy/helm): the chart's, and NODE_NAME.
     let rendered = post_render(chart);
-    for (k, v) in container_env(provider_container(chart, &rendered)) {
-        cmd.env(k, moved(&v));
-    }
-    cmd.env("KUBECONFIG", &kubeconfig).env("HOME", dir.path());
-    let mut provider = Running::spawn(cmd, dir.path().join("provider.log"));
-    provider.wait_for_socket(&socket).await;
+    let env = container_env(provider_container(chart, &rendered))
+        .into_iter()
+        .map(|(k, v)| (k, moved(&v)))
+        .chain([("KUBECONFIG".to_string(), kubeconfig.display().to_string())]);
+    let cmd = provider_command(&args, dir.path(), env);
+    let sockets = endpoints(&args);
+    let socket = sockets[0].clone();
+    let mut provider = Running::provider(cmd, dir.path().join("provider.log"), &sockets).await;
     let fail = |e: tonic::Status, provider: &Running, agent: &Running| -> ! {
         panic!(
             "{:?}: {}\nprovider:\n{}\n{subcommand}:\n{}",

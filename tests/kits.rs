@@ -478,22 +478,11 @@ fn provider_as_rendered(ds: &Value, paths: &Paths, extra_env: &[(&str, String)])
         Path::new(&provider_binary()),
         &args,
     );
-    for var in [
-        "VAULT_ADDR",
-        "VAULT_AGENT_ADDR",
-        "VAULT_NAMESPACE",
-        "KUBECONFIG",
-        "KUBERNETES_SERVICE_HOST",
-        "KUBERNETES_SERVICE_PORT",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (name, value) in container_env(p) {
-        cmd.env(name, paths.map(&value));
-    }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
+    let env = container_env(p)
+        .into_iter()
+        .map(|(name, value)| (name, paths.map(&value)))
+        .chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    provider_env(&mut cmd, Path::new(NO_HOME), env);
     (cmd, port)
 }
 

@@ -25,6 +25,7 @@
 mod common;
 
 use base64::Engine;
+use common::e2e;
 use common::kube::{KubeApi, PROVIDER_TOKEN};
 use common::postgres::{Postgres, SUPERUSER_PASSWORD};
 use common::*;
@@ -32,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use vault_csi_provider::proto::{MountRequest, MountResponse};
 
 /// vault-helm's provider container: its arguments (csi.debug=false) and, with its agent off,
@@ -203,39 +204,16 @@ async fn start(config: &Config, kube: &KubeApi, dir: &Path) -> Provider {
         })
         .collect();
     args.push(format!("-health-addr=127.0.0.1:{port}"));
-    let sockets: Vec<PathBuf> = args
-        .iter()
-        .find_map(|a| a.trim_start_matches('-').strip_prefix("endpoint="))
-        .expect("no endpoint")
-        .split(',')
-        .map(PathBuf::from)
-        .collect();
+    let sockets = endpoints(&args);
     let log = dir.join(format!("{}.log", config.name));
-    let mut cmd = Command::new(provider_binary());
-    cmd.args(&args);
-    for var in [
-        "VAULT_ADDR",
-        "VAULT_AGENT_ADDR",
-        "VAULT_NAMESPACE",
-        "VAULT_TOKEN",
-        "KUBERNETES_SERVICE_HOST",
-        "KUBERNETES_SERVICE_PORT",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(config.env.iter().map(|(k, v)| (k, v)))
-        .env("KUBECONFIG", kubeconfig(kube, dir, &config.namespace))
-        .env("HOME", &providers)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut process = Running {
-        child: cmd.spawn().expect("cannot start the provider"),
-        log,
-    };
-    for s in &sockets {
-        process.wait_for_socket(s).await;
-    }
+    let kubeconfig = kubeconfig(kube, dir, &config.namespace);
+    let env = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain([("KUBECONFIG".to_string(), kubeconfig.display().to_string())]);
+    let cmd = provider_command(&args, &providers, env);
+    let process = Running::provider(cmd, log, &sockets).await;
     Provider { process, providers }
 }
 
@@ -314,47 +292,22 @@ fn secret_writes(kube: &KubeApi, namespace: &str) -> usize {
 /// `jwt_audience`: the token audience the jwt roles admit (the socket's default).
 async fn openbao(kube: &KubeApi, pg: &Postgres, jwt_audience: &str) -> OpenBao {
     let bao = OpenBao::start().await;
+    // The Go provider's e2e set-up, then what the examples and the guide read besides.
+    e2e::seed(&bao, &kube.url, jwt_audience).await;
+    e2e::seed_namespace(&bao, &kube.url, POLICY).await;
     bao.policy("e2e", POLICY).await;
-    bao.enable_kubernetes("kubernetes", &kube.url).await;
-    for (role, ns, sa, aud) in [
-        ("kv-role", "test", "nginx", None),
-        ("pki-role", "test", "nginx", None),
-        ("db-role", "test", "nginx", None),
-        ("all-role", "test", "nginx", None),
-        (
-            "kv-custom-audience-role",
-            "test",
-            "nginx",
-            Some("custom-audience"),
-        ),
-        ("app", "default", "app", None),
-    ] {
-        bao.kubernetes_role_aud("kubernetes", role, ns, sa, &["e2e"], aud)
-            .await;
-    }
-    bao.enable_jwt("jwt").await;
-    for (role, namespace, sa) in [("jwt-kv-role", "test", "nginx"), ("demo", "demo", "app")] {
-        let r = JwtRole {
-            mount: "jwt",
-            role,
-            namespace,
-            sa,
-            policies: &["e2e"],
-            audience: jwt_audience,
-        };
-        bao.jwt_role_in("", &r).await;
-    }
+    bao.kubernetes_role_aud("kubernetes", "app", "default", "app", &["e2e"], None)
+        .await;
+    let demo = JwtRole {
+        mount: "jwt",
+        role: "demo",
+        namespace: "demo",
+        sa: "app",
+        policies: &["e2e"],
+        audience: jwt_audience,
+    };
+    bao.jwt_role_in("", &demo).await;
     for (path, data) in [
-        ("secret/data/kv1", json!({"bar1": "hello1"})),
-        ("secret/data/kv2", json!({"bar2": "hello2"})),
-        (
-            "secret/data/kv-b64",
-            json!({"bar1": "aGVsbG8x", "bar2": "aGVsbG8y", "bar3": "aGVsbG8z"}),
-        ),
-        (
-            "secret/data/kv-custom-audience",
-            json!({"bar": "hello-custom-audience"}),
-        ),
         (
             "secret/data/app/db",
             json!({"host": "pg.db.svc", "port": 5432, "database": "app", "username": "app", "password": "p:w\\d <&> \u{2028}"}),
@@ -384,70 +337,14 @@ async fn openbao(kube: &KubeApi, pg: &Postgres, jwt_audience: &str) -> OpenBao {
     ] {
         bao.write(path, json!({ "data": data })).await;
     }
-    // A Vault namespace (namespace.yaml).
-    bao.write("sys/namespaces/acceptance", json!({})).await;
-    let ns = "acceptance";
-    bao.api_ns(
-        ns,
-        "PUT",
-        "sys/policies/acl/e2e",
-        Some(json!({ "policy": POLICY })),
-    )
-    .await;
-    bao.api_ns(
-        ns,
-        "PUT",
-        "sys/auth/kubernetes",
-        Some(json!({"type": "kubernetes"})),
-    )
-    .await;
-    bao.api_ns(
-        ns,
-        "PUT",
-        "auth/kubernetes/config",
-        Some(json!({
-            "kubernetes_host": kube.url,
-            "kubernetes_ca_cert": include_str!("fixtures/kube-ca.crt"),
-            "token_reviewer_jwt": common::kube::REVIEWER_TOKEN,
-            "disable_local_ca_jwt": true,
-        })),
-    )
-    .await;
-    bao.api_ns(
-        ns,
-        "PUT",
-        "auth/kubernetes/role/kv-namespace-role",
-        Some(json!({"bound_service_account_names": ["nginx"], "bound_service_account_namespaces": ["test"], "token_policies": ["e2e"]})),
-    )
-    .await;
-    bao.api_ns(
-        ns,
-        "PUT",
-        "sys/mounts/secret",
-        Some(json!({"type": "kv", "options": {"version": "2"}})),
-    )
-    .await;
-    bao.api_ns(
-        ns,
-        "PUT",
-        "secret/data/kv1-namespace",
-        Some(json!({"data": {"greeting": "hello-namespaces"}})),
-    )
-    .await;
-    // PKI: the e2e role and the examples' role.
-    bao.enable_pki(
-        "example.com",
-        "example-dot-com",
-        json!({"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "72h"}),
-    )
-    .await;
+    // PKI: the examples' role beside the e2e one.
     bao.write(
         "pki/roles/app",
         json!({"allowed_domains": "default.svc", "allow_subdomains": true, "max_ttl": "72h"}),
     )
     .await;
     // Database: the e2e role and the examples' role, on one PostgreSQL.
-    pg.serve_openbao(&bao, "db-role", "1h").await;
+    e2e::seed_database(&bao, pg).await;
     bao.write(
         "database/config/pg",
         json!({

@@ -530,18 +530,22 @@ async fn json_logs_carry_severity_and_the_mount_fields_at_the_top() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("vault.sock");
     let out = dir.path().join("stdout.log");
-    let mut child = Command::new(provider_binary())
-        .args([
+    let no_vars: [(&str, &str); 0] = [];
+    let mut child = provider_command(
+        [
             &format!("-endpoint={}", socket.display()),
             "-health-addr=",
             "-log-format=json",
             "-log-stream=stdout",
             &format!("-vault-addr={}", bao.addr),
-        ])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        Path::new(NO_HOME),
+        no_vars,
+    )
+    .stdout(std::fs::File::create(&out).unwrap())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let start = Instant::now();
     while !socket.exists() {
         assert!(start.elapsed() < Duration::from_secs(10));

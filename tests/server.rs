@@ -2,41 +2,37 @@
 
 mod common;
 
-use common::fake_vault::{Behaviour, FakeVault};
+use common::fake_vault::{Behaviour, Case, FakeVault, class};
 use common::*;
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tonic::Code;
 
-fn class() -> serde_json::Value {
-    json!({"roleName": "app", "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}"})
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_private_health_answers_and_sigterm_drains_in_flight_mounts() {
-    let vault = FakeVault::start(Behaviour {
-        login_delay: Duration::from_millis(1500),
-        ..Default::default()
-    })
+    let mut case = Case::start(
+        Behaviour {
+            login_delay: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        &[],
+        &[],
+    )
     .await;
-    let mut p = ProviderProcess::start(&vault.addr, &[]).await;
-    let meta = std::fs::metadata(&p.socket).unwrap();
+    let meta = std::fs::metadata(&case.provider.socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
     vault_csi_provider::install_crypto_provider();
-    let health = reqwest::get(format!("http://{}/health/ready", p.health))
+    let health = reqwest::get(format!("http://{}/health/ready", case.provider.health))
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
 
-    let client = p.client().await;
-    let pod = Pod::new("default", "app");
-    let req = pod.request(class());
-    let in_flight = tokio::spawn(async move { client.mount(req).await });
+    let in_flight = tokio::spawn(case.mount());
     tokio::time::sleep(Duration::from_millis(400)).await;
+    let p = &mut case.provider;
     p.signal("TERM");
     let resp = in_flight
         .await
@@ -54,15 +50,17 @@ async fn socket_is_private_health_answers_and_sigterm_drains_in_flight_mounts() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_past_its_grace() {
-    let vault = FakeVault::start(Behaviour {
-        login_delay: Duration::from_secs(60),
-        ..Default::default()
-    })
+    let mut case = Case::start(
+        Behaviour {
+            login_delay: Duration::from_secs(60),
+            ..Default::default()
+        },
+        &["-shutdown-grace=1s"],
+        &[],
+    )
     .await;
-    let mut p = ProviderProcess::start(&vault.addr, &["-shutdown-grace=1s"]).await;
-    let client = p.client().await;
-    let req = Pod::new("default", "app").request(class());
-    let _stuck = tokio::spawn(async move { client.mount(req).await });
+    let _stuck = tokio::spawn(case.mount());
+    let p = &mut case.provider;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     p.signal("INT");
@@ -96,10 +94,7 @@ async fn stale_socket_is_replaced_but_files_and_live_sockets_are_not() {
     assert_eq!(file_str(&resp, "k"), "v");
 
     // Live: a second copy must not steal the socket.
-    let out = Command::new(provider_binary())
-        .args([&format!("-endpoint={}", socket.display()), "-health-addr="])
-        .output()
-        .unwrap();
+    let out = run_provider([&format!("-endpoint={}", socket.display()), "-health-addr="]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another process is serving"));
     assert!(
@@ -110,10 +105,7 @@ async fn stale_socket_is_replaced_but_files_and_live_sockets_are_not() {
     // A regular file is never deleted.
     let file = p.dir.path().join("not-a-socket");
     std::fs::write(&file, "keep me").unwrap();
-    let out = Command::new(provider_binary())
-        .args([&format!("-endpoint={}", file.display()), "-health-addr="])
-        .output()
-        .unwrap();
+    let out = run_provider([&format!("-endpoint={}", file.display()), "-health-addr="]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
@@ -121,17 +113,16 @@ async fn stale_socket_is_replaced_but_files_and_live_sockets_are_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_without_auth_is_an_error_not_a_crash() {
-    let vault = FakeVault::start(Behaviour {
-        login_body: json!({"data": {}, "auth": null}),
-        ..Default::default()
-    })
+    let case = Case::start(
+        Behaviour {
+            login_body: json!({"data": {}, "auth": null}),
+            ..Default::default()
+        },
+        &[],
+        &[],
+    )
     .await;
-    let p = ProviderProcess::start(&vault.addr, &[]).await;
-    let client = p.client().await;
-    let err = client
-        .mount(Pod::new("default", "app").request(class()))
-        .await
-        .unwrap_err();
+    let err = case.mount().await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
         err.message().contains("no auth section"),
@@ -139,54 +130,52 @@ async fn login_without_auth_is_an_error_not_a_crash() {
         err.message()
     );
     // Garbage instead of JSON.
-    vault.behaviour.lock().unwrap().login_body = json!("not an object");
-    let err = client
-        .mount(Pod::new("default", "app").request(class()))
-        .await
-        .unwrap_err();
+    case.vault.behaviour.lock().unwrap().login_body = json!("not an object");
+    let err = case.mount().await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
-    assert!(client.version().await.is_ok(), "still serving");
+    assert!(case.client.version().await.is_ok(), "still serving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_then_unavailable() {
-    let vault = FakeVault::start(Behaviour {
-        reads: vec![
-            (502, json!({"errors": ["upstream down"]})),
-            (500, json!({"errors": ["internal"]})),
-            (200, json!({"data": {"k": "v"}})),
-        ],
-        ..Default::default()
-    })
+    let reads = vec![
+        (502, json!({"errors": ["upstream down"]})),
+        (500, json!({"errors": ["internal"]})),
+        (200, json!({"data": {"k": "v"}})),
+    ];
+    let case = Case::start(
+        Behaviour {
+            reads,
+            ..Default::default()
+        },
+        &[],
+        &[],
+    )
     .await;
-    let p = ProviderProcess::start(&vault.addr, &[]).await;
-    let client = p.client().await;
-    let resp = client
-        .mount(Pod::new("default", "app").request(class()))
-        .await
-        .unwrap();
+    let resp = case.mount().await.unwrap();
     assert_eq!(file_str(&resp, "k"), "v");
     assert_eq!(
-        vault.reads.load(std::sync::atomic::Ordering::SeqCst),
+        case.vault.reads.load(std::sync::atomic::Ordering::SeqCst),
         3,
         "two retries (VAULT_MAX_RETRIES=2)"
     );
 
-    let vault = FakeVault::start(Behaviour {
-        reads: vec![(503, json!({"errors": ["overloaded"]}))],
-        ..Default::default()
-    })
+    let case = Case::start(
+        Behaviour {
+            reads: vec![(503, json!({"errors": ["overloaded"]}))],
+            ..Default::default()
+        },
+        &[],
+        &[("VAULT_MAX_RETRIES", "0")],
+    )
     .await;
-    let p = ProviderProcess::start_env(&vault.addr, &[], &[("VAULT_MAX_RETRIES", "0")]).await;
-    let err = p
-        .client()
-        .await
-        .mount(Pod::new("default", "app").request(class()))
-        .await
-        .unwrap_err();
+    let err = case.mount().await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.message().contains("overloaded"), "{}", err.message());
-    assert_eq!(vault.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        case.vault.reads.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +222,7 @@ async fn slow_vault_fails_inside_the_callers_deadline() {
 
 #[test]
 fn version_output_and_flag_errors() {
-    let run = |args: &[&str]| Command::new(provider_binary()).args(args).output().unwrap();
+    let run = |args: &[&str]| run_provider(args);
     let out = run(&["-version"]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

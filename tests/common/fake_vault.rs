@@ -124,3 +124,41 @@ impl Counters {
         resp
     }
 }
+
+/// The class every fake-Vault case mounts: key `k` of `secret/data/app`, as file `k`.
+pub fn class() -> Value {
+    json!({"roleName": "app", "objects": "- {objectName: k, secretPath: secret/data/app, secretKey: k}"})
+}
+
+/// The set-up of every fake-Vault case: the server behaving as told, the provider in front
+/// of it (with `flags` and environment `env`), and a driver-like client.
+pub struct Case {
+    pub vault: FakeVault,
+    pub provider: super::ProviderProcess,
+    pub client: super::Client,
+}
+
+impl Case {
+    pub async fn start(b: Behaviour, flags: &[&str], env: &[(&str, &str)]) -> Case {
+        let vault = FakeVault::start(b).await;
+        let provider = super::ProviderProcess::start_env(&vault.addr, flags, env).await;
+        let client = provider.client().await;
+        Case {
+            vault,
+            provider,
+            client,
+        }
+    }
+
+    /// A Mount of [`class`] by a new pod of service account default/app.
+    pub fn mount(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<vault_csi_provider::proto::MountResponse, tonic::Status>,
+    > + Send
+    + 'static {
+        let client = self.client.clone();
+        let req = super::Pod::new("default", "app").request(class());
+        async move { client.mount(req).await }
+    }
+}
