@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cli/        the command line: the server, `mount` (what would my pod get?)
+//! proto.rs    the provider API's messages, generated from proto/service.proto
 //! server/     Unix sockets, HTTP/2, shutdown; the health listener (health.rs);
 //!             old drivers' :authority fixed on the wire (authority/);
 //!             gRPC Version and Mount (service.rs); every outcome to a status (status.rs)
@@ -42,11 +43,7 @@ mod text;
 mod tls;
 mod vault;
 
-/// Generated from `proto/service.proto`.
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("v1alpha1");
-}
+pub mod proto;
 
 // What the binary and the tests use, and nothing more.
 pub use cli::class::driver_request;

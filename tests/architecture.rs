@@ -120,6 +120,7 @@ fn imports(module: &str, text: &str, all: &BTreeMap<String, String>) -> BTreeSet
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["server"],
+    &["proto"],
     &["provider"],
     &["vault", "kube"],
     &["tls", "logs", "metrics"],
