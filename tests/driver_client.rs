@@ -14,8 +14,6 @@
 mod common;
 
 use common::driver_cases::{self as dc, Answer, Case, Inputs, Recording, TagRecordings};
-use common::kube::KubeApi;
-use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,19 +201,8 @@ async fn the_drivers_own_client_at_every_release() {
     );
     let record = std::env::var("DRIVER_RECORD").is_ok_and(|v| v == "1");
 
-    let bao = OpenBao::start().await;
-    dc::seed(&bao).await;
-    let kube = KubeApi::start().await;
-    let work = tempfile::tempdir().unwrap();
-    let kubeconfig = kube.kubeconfig(work.path()).display().to_string();
-    let key = work.path().join("hmac.key");
-    std::fs::write(&key, dc::HMAC_KEY).unwrap();
-    let p = ProviderProcess::start_env(
-        &bao.addr,
-        &[&format!("-hmac-key-file={}", key.display())],
-        &[("KUBECONFIG", &kubeconfig)],
-    )
-    .await;
+    let setup = dc::setup().await;
+    let p = &setup.provider;
 
     let mut summary = Vec::new();
     for tag in &tags {

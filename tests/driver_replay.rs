@@ -13,8 +13,6 @@
 mod common;
 
 use common::driver_cases::{self as dc, Answer, Case, TagRecordings};
-use common::kube::KubeApi;
-use common::*;
 use std::collections::BTreeMap;
 
 async fn replay_tag(tag: &str) {
@@ -40,19 +38,8 @@ async fn replay_tag(tag: &str) {
         "{tag}: every case recorded once, in order"
     );
 
-    let bao = OpenBao::start().await;
-    dc::seed(&bao).await;
-    let kube = KubeApi::start().await;
-    let work = tempfile::tempdir().unwrap();
-    let kubeconfig = kube.kubeconfig(work.path()).display().to_string();
-    let key = work.path().join("hmac.key");
-    std::fs::write(&key, dc::HMAC_KEY).unwrap();
-    let p = ProviderProcess::start_env(
-        &bao.addr,
-        &[&format!("-hmac-key-file={}", key.display())],
-        &[("KUBECONFIG", &kubeconfig)],
-    )
-    .await;
+    let setup = dc::setup().await;
+    let p = &setup.provider;
     let old_grpc = !tag.starts_with("v1.6");
 
     for r in &file.recordings {

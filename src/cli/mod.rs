@@ -35,12 +35,7 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     };
     crate::logs::init(settings.log_level, settings.log_format, settings.log_stream);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Room for the deepest template nesting -template-recursion-limit allows.
-        .thread_stack_size(8 * 1024 * 1024)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{PROGRAM}: cannot start the async runtime: {e}");
@@ -123,4 +118,13 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+}
+
+/// The async runtime of the server and of `mount`: worker threads with room on their stacks
+/// for the deepest template nesting `-template-recursion-limit` allows.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
 }

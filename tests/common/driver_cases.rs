@@ -4,8 +4,9 @@
 //! real client (`tests/driver_client.rs`, which also records) and the replay of its
 //! recordings in the test command (`tests/driver_replay.rs`), so both see the same Vault.
 
-use super::Admin;
+use super::kube::KubeApi;
 use super::tokens;
+use super::{Admin, OpenBao, ProviderProcess};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -58,6 +59,38 @@ const KV: [(&str, &str); 3] = [
     ("password", "s3cr3t-pa55"),
     ("region", "eu-west-1"),
 ];
+
+/// What every case runs against: OpenBao seeded ([`seed`]), the Kubernetes API stand-in,
+/// and the provider with the recordings' version key, reaching the stand-in through
+/// `KUBECONFIG`.
+pub struct Setup {
+    pub bao: OpenBao,
+    pub kube: KubeApi,
+    pub provider: ProviderProcess,
+    pub work: tempfile::TempDir,
+}
+
+pub async fn setup() -> Setup {
+    let bao = OpenBao::start().await;
+    seed(&bao).await;
+    let kube = KubeApi::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.kubeconfig(work.path()).display().to_string();
+    let key = work.path().join("hmac.key");
+    std::fs::write(&key, HMAC_KEY).unwrap();
+    let provider = ProviderProcess::start_env(
+        &bao.addr,
+        &[&format!("-hmac-key-file={}", key.display())],
+        &[("KUBECONFIG", &kubeconfig)],
+    )
+    .await;
+    Setup {
+        bao,
+        kube,
+        provider,
+        work,
+    }
+}
 
 /// OpenBao as every case needs it: jwt auth at `jwt` with role `kv` for the pod's service
 /// account (audiences `vault` and the API's own, so that a token the provider requests

@@ -133,16 +133,7 @@ impl Running {
 
     /// Waits for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if start.elapsed() > limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_exit(&mut self.child, limit)
     }
 }
 
@@ -266,16 +257,7 @@ impl ProviderProcess {
 
     /// Waits for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if start.elapsed() > limit {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_exit(&mut self.child, limit)
     }
 }
 
@@ -283,6 +265,21 @@ impl Drop for ProviderProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `limit` for `child` to exit; returns its exit code (`None`: still running,
+/// or killed by a signal).
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
