@@ -6,8 +6,8 @@
 #   scripts/stress.sh [RUNS] [--cold]
 #
 # RUNS defaults to 5. Each clone builds into one shared target folder (the dependencies are
-# compiled once); --cold gives every clone its own, as CI has. Logs stay in the printed
-# folder. Exits non-zero if any run failed.
+# compiled once; STRESS_TARGET names an existing one to start warm); --cold gives every clone
+# its own, as CI has. Logs stay in the printed folder. Exits non-zero if any run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +22,7 @@ for a in "$@"; do
 done
 
 work=$(mktemp -d /tmp/stress.XXXXXX)
-shared_target="$work/target"
+shared_target="${STRESS_TARGET:-$work/target}"
 echo "stress: $runs runs of .ci/run on fresh clones of $(git rev-parse --short HEAD), two busy processes; logs in $work"
 
 busy=()
