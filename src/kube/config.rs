@@ -54,19 +54,24 @@ impl KubeConfig {
         Ok(None)
     }
 
-    fn in_cluster() -> Result<KubeConfig, KubeError> {
-        let source_name = "in-cluster service account".to_string();
-        let mut inner = kube::Config::incluster().map_err(|e| KubeError::Config {
-            source_name: source_name.clone(),
-            detail: crate::text::error_chain(&e),
-        })?;
+    /// kube's configuration, with our connect timeout, named by where it came from.
+    fn with(mut inner: kube::Config, source_name: String) -> KubeConfig {
         inner.connect_timeout = Some(CONNECT_TIMEOUT);
-        Ok(KubeConfig {
+        KubeConfig {
             server: inner.cluster_url.to_string(),
             namespace: inner.default_namespace.clone(),
             inner,
             source_name,
-        })
+        }
+    }
+
+    fn in_cluster() -> Result<KubeConfig, KubeError> {
+        let source_name = "in-cluster service account".to_string();
+        let inner = kube::Config::incluster().map_err(|e| KubeError::Config {
+            source_name: source_name.clone(),
+            detail: crate::text::error_chain(&e),
+        })?;
+        Ok(Self::with(inner, source_name))
     }
 
     /// Reads a kubeconfig file and resolves its current context.
@@ -105,19 +110,13 @@ impl KubeConfig {
                 "user {user:?} authenticates with an exec or auth-provider plugin, which is not supported: use a token, tokenFile or client certificate"
             )));
         }
-        let mut inner = kube::Config::from_custom_kubeconfig(
+        let inner = kube::Config::from_custom_kubeconfig(
             kubeconfig,
             &kube::config::KubeConfigOptions::default(),
         )
         .await
         .map_err(|e| err(crate::text::error_chain(&e)))?;
-        inner.connect_timeout = Some(CONNECT_TIMEOUT);
-        Ok(KubeConfig {
-            server: inner.cluster_url.to_string(),
-            namespace: inner.default_namespace.clone(),
-            inner,
-            source_name,
-        })
+        Ok(Self::with(inner, source_name))
     }
 }
 
