@@ -4,11 +4,42 @@
 
 use std::collections::BTreeMap;
 
-/// Whether a flag takes a value or is a boolean switch.
+/// What a flag takes, and the type word its usage line shows (Go's `flag.PrintDefaults`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A switch: bare `-name`, or `-name=false`.
     Bool,
-    Value,
+    /// A text value; a repeated flag keeps the last.
+    String,
+    /// A whole number; a repeated flag keeps the last.
+    Int,
+    /// A Go duration (`25s`, `2m`); a repeated flag keeps the last.
+    Duration,
+    /// A text value that may be repeated: the occurrences are joined with commas, as if
+    /// written comma-separated in one.
+    List,
+}
+
+impl Kind {
+    /// The word after the flag's name in the usage text.
+    fn type_word(self) -> &'static str {
+        match self {
+            Kind::Bool => "",
+            Kind::String | Kind::List => " string",
+            Kind::Int => " int",
+            Kind::Duration => " duration",
+        }
+    }
+
+    /// Whether `default` is the type's zero value, which Go's usage does not print.
+    fn is_zero(self, default: &str) -> bool {
+        match self {
+            Kind::Bool => default.is_empty() || default == "false",
+            Kind::String | Kind::List => default.is_empty(),
+            Kind::Int => default.is_empty() || default == "0",
+            Kind::Duration => default.is_empty() || default == "0s",
+        }
+    }
 }
 
 /// One accepted flag.
@@ -58,7 +89,8 @@ pub enum FlagError {
     Syntax(String),
 }
 
-/// Flags as given: the last occurrence of each wins; booleans are stored as "true"/"false".
+/// Flags as given: the last occurrence of each wins, except [`Kind::List`] flags, whose
+/// occurrences are joined with commas; booleans are stored as "true"/"false".
 #[derive(Debug, Default, Clone)]
 pub struct Parsed {
     pub values: BTreeMap<&'static str, String>,
@@ -127,8 +159,8 @@ pub fn parse(flags: &[Flag], args: &[String]) -> Result<Parsed, FlagError> {
                     });
                 }
             },
-            (Kind::Value, Some(v)) => v,
-            (Kind::Value, None) => {
+            (_, Some(v)) => v,
+            (_, None) => {
                 i += 1;
                 match args.get(i) {
                     Some(v) => v.clone(),
@@ -136,20 +168,63 @@ pub fn parse(flags: &[Flag], args: &[String]) -> Result<Parsed, FlagError> {
                 }
             }
         };
-        parsed.values.insert(flag.name, value);
+        match parsed.values.get_mut(flag.name) {
+            Some(earlier) if flag.kind == Kind::List => {
+                earlier.push(',');
+                earlier.push_str(&value);
+            }
+            _ => {
+                parsed.values.insert(flag.name, value);
+            }
+        }
         i += 1;
     }
     Ok(parsed)
 }
 
-/// Usage text in the layout of Go's `flag.PrintDefaults`.
-pub fn usage(program: &str, flags: &[Flag]) -> String {
-    let mut out = format!("Usage of {program}:\n");
+/// Like [`parse`], but flags may also come after positional arguments (`check a.yaml
+/// -output json`); only `--` ends the flags. `-` alone is a positional argument.
+pub fn parse_anywhere(flags: &[Flag], args: &[String]) -> Result<Parsed, FlagError> {
+    let mut all = Parsed::default();
+    let mut rest = args;
+    loop {
+        let part = parse(flags, rest)?;
+        for (name, value) in part.values {
+            all.values.insert(name, value);
+        }
+        let consumed = rest.len() - part.rest.len();
+        let ended = rest[..consumed].iter().any(|a| a == "--");
+        match part.rest.split_first() {
+            Some((first, tail)) if !ended => {
+                all.rest.push(first.clone());
+                rest = &rest[consumed + 1..];
+                debug_assert_eq!(rest, tail);
+            }
+            _ => {
+                all.rest.extend(part.rest);
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// The flags' lines in the layout of Go's `flag.PrintDefaults`: the name, its type word
+/// (`string`, `int`, `duration`, none for a switch), the help, and a default that is not
+/// the type's zero value (quoted for text, as Go does).
+pub fn defaults(flags: &[Flag]) -> String {
+    let mut out = String::new();
     for f in flags {
-        let arg = if f.kind == Kind::Value { " string" } else { "" };
-        out.push_str(&format!("  -{}{}\n    \t{}", f.name, arg, f.help));
-        if !f.default.is_empty() && f.default != "false" {
-            out.push_str(&format!(" (default {:?})", f.default));
+        out.push_str(&format!(
+            "  -{}{}\n    \t{}",
+            f.name,
+            f.kind.type_word(),
+            f.help
+        ));
+        if !f.kind.is_zero(f.default) {
+            match f.kind {
+                Kind::String | Kind::List => out.push_str(&format!(" (default {:?})", f.default)),
+                _ => out.push_str(&format!(" (default {})", f.default)),
+            }
         }
         out.push('\n');
     }
@@ -163,7 +238,7 @@ mod tests {
     const FLAGS: &[Flag] = &[
         Flag {
             name: "endpoint",
-            kind: Kind::Value,
+            kind: Kind::List,
             default: "/tmp/vault.sock",
             help: "socket",
         },
@@ -228,8 +303,42 @@ mod tests {
     }
 
     #[test]
-    fn last_occurrence_wins() {
-        let p = parse(FLAGS, &args(&["-endpoint=/a", "-endpoint=/b"])).unwrap();
-        assert_eq!(p.get("endpoint"), Some("/b"));
+    fn last_occurrence_wins_but_a_list_gathers_them_all() {
+        let p = parse(FLAGS, &args(&["-debug=false", "-debug"])).unwrap();
+        assert!(p.bool("debug"));
+        let p = parse(FLAGS, &args(&["-endpoint=/a", "-endpoint", "/b,/c"])).unwrap();
+        assert_eq!(p.get("endpoint"), Some("/a,/b,/c"));
+        let flags = [Flag::new("timeout", Kind::Duration, "2m", "deadline")];
+        let p = parse(&flags, &args(&["-timeout=1s", "-timeout=3s"])).unwrap();
+        assert_eq!(p.get("timeout"), Some("3s"));
+    }
+
+    #[test]
+    fn flags_anywhere_until_a_double_dash() {
+        let p = parse_anywhere(FLAGS, &args(&["a", "-debug", "-", "-endpoint=/x", "b"])).unwrap();
+        assert_eq!(p.rest, args(&["a", "-", "b"]));
+        assert!(p.bool("debug"));
+        assert_eq!(p.get("endpoint"), Some("/x"));
+        let p = parse_anywhere(FLAGS, &args(&["a", "--", "-debug"])).unwrap();
+        assert_eq!(p.rest, args(&["a", "-debug"]));
+        assert!(!p.is_set("debug"));
+    }
+
+    #[test]
+    fn usage_shows_go_type_words_and_defaults() {
+        let flags = [
+            Flag::new("a", Kind::String, "x", "text"),
+            Flag::new("b", Kind::Int, "8", "count"),
+            Flag::new("c", Kind::Duration, "25s", "wait"),
+            Flag::new("d", Kind::Bool, "true", "on"),
+            Flag::new("e", Kind::Bool, "false", "off"),
+            Flag::new("f", Kind::Duration, "0s", "none"),
+        ];
+        assert_eq!(
+            defaults(&flags),
+            "  -a string\n    \ttext (default \"x\")\n  -b int\n    \tcount (default 8)\n  \
+             -c duration\n    \twait (default 25s)\n  -d\n    \ton (default true)\n  -e\n    \t\
+             off\n  -f duration\n    \tnone\n"
+        );
     }
 }

@@ -692,8 +692,11 @@ async fn one_process_serves_vault_and_openbao_sockets() {
     let dir2 = tempfile::tempdir().unwrap();
     let v2 = dir2.path().join("vault.sock");
     let b2 = dir2.path().join("openbao.sock");
-    let endpoint = format!("-endpoint={},{}", v2.display(), b2.display());
-    let _both = ProviderProcess::start_at(&bao.addr, &[&endpoint], &[], dir2, v2.clone()).await;
+    // The flag repeated, as its help allows (a comma-separated list is the other form).
+    let first = format!("-endpoint={}", v2.display());
+    let second = format!("-endpoint={}", b2.display());
+    let _both =
+        ProviderProcess::start_at(&bao.addr, &[&first, &second], &[], dir2, v2.clone()).await;
     let pod = Pod::new("default", "app");
     let via_vault = Client::connect(&v2)
         .await
