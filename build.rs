@@ -21,20 +21,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let commit = std::env::var("VCSP_GIT_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())
-        .or_else(|| {
-            std::process::Command::new("git")
-                .args(["rev-parse", "--short=12", "HEAD"])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .and_then(|o| String::from_utf8(o.stdout).ok())
-                .map(|s| s.trim().to_string())
-        })
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=VCSP_GIT_COMMIT={commit}");
+    // A new commit builds again (HEAD, the branch it names, packed refs), so the commit
+    // shown is never a stale one; paths that do not exist are not named (cargo would
+    // rebuild every time).
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for name in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
+        if let Some(path) = git(&["rev-parse", "--git-path", name])
+            && std::path::Path::new(&path).exists()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .compile_protos(&["proto/service.proto"], &["proto"])?;
     Ok(())
+}
+
+/// What `git ARGS` prints, trimmed, when git runs and succeeds.
+fn git(args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }

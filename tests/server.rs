@@ -227,6 +227,18 @@ fn version_output_and_flag_errors() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // The commit the binary was built from (tests run in a git checkout).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "git rev-parse: {head:?}");
+    assert_eq!(
+        v["commit"],
+        String::from_utf8_lossy(&head.stdout).trim(),
+        "-version names the commit"
+    );
     let out = run(&["--version", "-output", "yaml"]);
     assert!(
         String::from_utf8_lossy(&out.stdout)

@@ -1,27 +1,92 @@
-//! Command line: the server (default) and the `mount` subcommand. Parses arguments into
-//! typed settings, sets up logging, starts the runtime, and maps outcomes to exit codes.
+//! Command line: the server (default) and the subcommands `mount`, `check`, `version` and
+//! `help`. Parses arguments into typed settings, sets up logging, starts the runtime, and
+//! maps outcomes to exit codes.
 
+pub mod check;
 pub mod class;
 pub mod client;
+pub mod help;
 pub mod mount;
 
-use crate::goflag::{self, FlagError};
+use crate::goflag::{self, Flag, FlagError, Kind};
 use crate::settings::{self, SERVER_FLAGS, Settings};
+use help::{PROGRAM, Usage};
 
-const PROGRAM: &str = "vault-csi-provider";
+/// The server, run with no subcommand.
+const SERVER: Usage = Usage {
+    name: "",
+    synopsis: "[flags]",
+    about: "serve the provider API to the Secrets Store CSI driver (the DaemonSet's command)",
+    examples: &[
+        "-endpoint=/provider/vault.sock -endpoint=/provider/openbao.sock -vault-addr=https://vault.vault.svc:8200",
+    ],
+};
+
+const VERSION: Usage = Usage {
+    name: "version",
+    synopsis: "[-output json|yaml|json-pretty]",
+    about: "print build information (the same as -version)",
+    examples: &["version -output yaml"],
+};
+
+const VERSION_FLAGS: &[Flag] = &[Flag::new(
+    "output",
+    Kind::String,
+    "json",
+    "format: json, yaml or json-pretty",
+)];
+
+/// Every command, in the order the overview lists them.
+fn commands() -> [(&'static Usage, Vec<Flag>); 4] {
+    [
+        (&SERVER, SERVER_FLAGS.to_vec()),
+        (&mount::USAGE, mount::flags()),
+        (&check::USAGE, check::flags()),
+        (&VERSION, VERSION_FLAGS.to_vec()),
+    ]
+}
+
+fn overview() -> String {
+    let commands = commands();
+    let usages: Vec<&Usage> = commands.iter().map(|(u, _)| *u).collect();
+    help::overview(&usages, SERVER_FLAGS)
+}
 
 /// Runs the program with `args` (without the program name); returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
-    if args.first().map(String::as_str) == Some("mount") {
-        return mount::main(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("mount") => return mount::main(&args[1..]),
+        Some("check") => return check::main(&args[1..]),
+        Some("version") => {
+            return match goflag::parse(VERSION_FLAGS, &args[1..]) {
+                Ok(p) if p.rest.is_empty() => print_version(p.get("output").unwrap_or("json")),
+                Ok(p) => {
+                    eprintln!("unexpected argument {:?}", p.rest[0]);
+                    2
+                }
+                Err(e) => usage_error(&e, &VERSION, VERSION_FLAGS),
+            };
+        }
+        Some("help") => return help_command(&args[1..]),
+        _ => {}
     }
     let parsed = match goflag::parse(SERVER_FLAGS, &args) {
         Ok(p) => p,
-        Err(e) => return usage_error(&e, SERVER_FLAGS, ""),
+        Err(FlagError::Help) => {
+            print!("{}", overview());
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{e}\n");
+            eprint!("{}", overview());
+            return 2;
+        }
     };
     if let Some(extra) = parsed.rest.first() {
-        eprintln!("unexpected argument {extra:?}\n");
-        eprint!("{}", goflag::usage(PROGRAM, SERVER_FLAGS));
+        eprintln!(
+            "unexpected argument {extra:?}: the subcommands are mount, check, version and help\n"
+        );
+        eprint!("{}", overview());
         return 2;
     }
     if parsed.bool("version") {
@@ -52,20 +117,43 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-pub(crate) fn usage_error(e: &FlagError, flags: &[goflag::Flag], sub: &str) -> i32 {
-    let name = if sub.is_empty() {
-        PROGRAM.to_string()
-    } else {
-        format!("{PROGRAM} {sub}")
-    };
+/// `help` and `help SUBCOMMAND`: the text on standard output, exit 0.
+fn help_command(args: &[String]) -> i32 {
+    match args {
+        [] => {
+            print!("{}", overview());
+            0
+        }
+        [name] => match commands().iter().find(|(u, _)| u.name == name.as_str()) {
+            Some((usage, flags)) if !usage.name.is_empty() => {
+                print!("{}", help::command(usage, flags));
+                0
+            }
+            _ => {
+                eprintln!(
+                    "no subcommand {name:?}: the subcommands are mount, check, version and help"
+                );
+                2
+            }
+        },
+        _ => {
+            eprintln!("help takes at most one subcommand");
+            2
+        }
+    }
+}
+
+/// A subcommand's flag error: `-h` prints its usage (exit 0), anything else the error and
+/// its usage (exit 2).
+pub(crate) fn usage_error(e: &FlagError, usage: &Usage, flags: &[Flag]) -> i32 {
     match e {
         FlagError::Help => {
-            print!("{}", goflag::usage(&name, flags));
+            print!("{}", help::command(usage, flags));
             0
         }
         other => {
-            eprintln!("{other}");
-            eprint!("{}", goflag::usage(&name, flags));
+            eprintln!("{other}\n");
+            eprint!("{}", help::command(usage, flags));
             2
         }
     }
@@ -77,6 +165,7 @@ fn print_version(output: &str) -> i32 {
         ("version", env!("CARGO_PKG_VERSION")),
         ("apiVersion", crate::server::API_VERSION),
         ("runtimeName", crate::server::RUNTIME_NAME),
+        ("commit", env!("VCSP_GIT_COMMIT")),
         (
             "platform",
             concat!(env!("VCSP_TARGET_OS"), "/", env!("VCSP_TARGET_ARCH")),

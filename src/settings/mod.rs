@@ -11,6 +11,7 @@ pub use values::parse_duration;
 pub use vault::{TlsSettings, VaultSettings};
 
 use crate::goflag::{self, Parsed};
+use crate::stages::policy::TenantPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,7 +64,7 @@ pub struct Settings {
     /// Leases and certificates kept for rotation polls at most.
     pub lease_store_size: usize,
     /// What tenants' classes may ask for.
-    pub tenant_policy: crate::stages::policy::TenantPolicy,
+    pub tenant_policy: TenantPolicy,
     /// The node this provider serves (`NODE_NAME`, from the downward API's
     /// `spec.nodeName`): whose pods are watched, to renew and revoke their leases.
     pub node_name: Option<String>,
@@ -101,17 +102,66 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-impl Settings {
-    /// Builds settings from parsed server flags and the environment.
-    pub fn from_flags(flags: &Parsed, env: EnvLookup<'_>) -> Result<Self, SettingsError> {
-        let default_of = |name: &str| {
+/// A server flag's value as given, else its default.
+fn flag_value(flags: &Parsed, name: &str) -> String {
+    flags
+        .get(name)
+        .or_else(|| {
             SERVER_FLAGS
                 .iter()
                 .find(|f| f.name == name)
                 .map(|f| f.default)
-                .unwrap_or("")
-        };
-        let value = |name: &str| flags.get(name).unwrap_or(default_of(name)).to_string();
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A switch's value as given, else its default.
+fn bool_flag(flags: &Parsed, name: &str) -> Result<bool, SettingsError> {
+    let text = flag_value(flags, name);
+    goflag::parse_go_bool(&text)
+        .ok_or_else(|| invalid(&format!("-{name}"), &text, "use true or false"))
+}
+
+/// The operator's limits on tenants' classes, from `-allowed-vault-addrs`,
+/// `-allowed-tls-dirs`, `-allow-class-audience` and `-allow-class-auth-mount` (the server
+/// and `check` read them alike).
+pub fn tenant_policy(flags: &Parsed) -> Result<TenantPolicy, SettingsError> {
+    let value = |name: &str| flag_value(flags, name);
+    let list = |name: &str| -> Option<Vec<String>> {
+        let v: Vec<String> = value(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        (!v.is_empty()).then_some(v)
+    };
+    let allow = |name: &str| bool_flag(flags, name);
+    let tls_dirs = list("allowed-tls-dirs")
+        .map(|dirs| dirs.into_iter().map(PathBuf::from).collect::<Vec<_>>());
+    if let Some(d) = tls_dirs
+        .as_ref()
+        .and_then(|d| d.iter().find(|d| !d.is_absolute()))
+    {
+        return Err(invalid(
+            "-allowed-tls-dirs",
+            &d.to_string_lossy(),
+            "use absolute directories",
+        ));
+    }
+    Ok(TenantPolicy {
+        vault_addrs: list("allowed-vault-addrs"),
+        tls_dirs,
+        class_audience: allow("allow-class-audience")?,
+        class_auth_mount: allow("allow-class-auth-mount")?,
+    })
+}
+
+impl Settings {
+    /// Builds settings from parsed server flags and the environment.
+    pub fn from_flags(flags: &Parsed, env: EnvLookup<'_>) -> Result<Self, SettingsError> {
+        let value = |name: &str| flag_value(flags, name);
 
         let endpoints: Vec<PathBuf> = value("endpoint")
             .split(',')
@@ -254,32 +304,6 @@ impl Settings {
         };
 
         let lease_store_size = number("lease-store-size", 0, 1_000_000)? as usize;
-        let list = |name: &str| -> Option<Vec<String>> {
-            let v: Vec<String> = value(name)
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            (!v.is_empty()).then_some(v)
-        };
-        let allow = |name: &str| -> Result<bool, SettingsError> {
-            let text = value(name);
-            goflag::parse_go_bool(&text)
-                .ok_or_else(|| invalid(&format!("-{name}"), &text, "use true or false"))
-        };
-        let tls_dirs = list("allowed-tls-dirs")
-            .map(|dirs| dirs.into_iter().map(PathBuf::from).collect::<Vec<_>>());
-        if let Some(d) = tls_dirs
-            .as_ref()
-            .and_then(|d| d.iter().find(|d| !d.is_absolute()))
-        {
-            return Err(invalid(
-                "-allowed-tls-dirs",
-                &d.to_string_lossy(),
-                "use absolute directories",
-            ));
-        }
         let node_name = env("NODE_NAME").map(|n| n.trim().to_string());
         if let Some(n) = &node_name
             && !crate::text::valid_name(n)
@@ -290,12 +314,7 @@ impl Settings {
                 "not a Kubernetes node name: set it from the downward API's spec.nodeName",
             ));
         }
-        let tenant_policy = crate::stages::policy::TenantPolicy {
-            vault_addrs: list("allowed-vault-addrs"),
-            tls_dirs,
-            class_audience: allow("allow-class-audience")?,
-            class_auth_mount: allow("allow-class-auth-mount")?,
-        };
+        let tenant_policy = tenant_policy(flags)?;
 
         let vault = VaultSettings::from_sources(flags, env)?;
 
@@ -321,8 +340,8 @@ impl Settings {
             lease_store_size,
             tenant_policy,
             node_name,
-            lease_renewal: allow("lease-renewal")?,
-            lease_revocation: allow("lease-revocation")?,
+            lease_renewal: bool_flag(flags, "lease-renewal")?,
+            lease_revocation: bool_flag(flags, "lease-revocation")?,
         })
     }
 }
@@ -411,6 +430,20 @@ mod tests {
         assert_eq!(s.health_addr, None);
         let s = settings(&["-endpoint=/a/vault.sock,/a/openbao.sock"], &[]).unwrap();
         assert_eq!(s.endpoints.len(), 2);
+        // Repeated, as the help says: every socket is served, none silently dropped.
+        let s = settings(
+            &[
+                "-endpoint=/a/vault.sock",
+                "-endpoint",
+                "/a/openbao.sock,/b/x.sock",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.endpoints,
+            ["/a/vault.sock", "/a/openbao.sock", "/b/x.sock"].map(PathBuf::from)
+        );
         let s = settings(&["-socket-mode=0660", "-socket-group=0"], &[]).unwrap();
         assert_eq!((s.socket_mode, s.socket_group), (0o660, Some(0)));
         assert_eq!(settings(&[], &[]).unwrap().socket_mode, 0o600);

@@ -10,11 +10,14 @@
 //! - `render`: an object's files from its answer (secretKey, selector, allKeys, encodings);
 //! - `template`: a template object's file, over its answer and the other objects' files;
 //! - `version`: object versions (HMAC), the Go provider's byte for byte where it has the
-//!   object.
+//!   object;
+//! - `manifest`: SecretProviderClass manifests checked offline (`check`), through `plan`
+//!   and `policy`.
 
 pub mod answer;
 pub mod flavour;
 pub mod gojson;
+pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod render;

@@ -6,6 +6,7 @@
 mod output;
 
 use super::class::{class_flavour, driver_request};
+use super::help::{self, Usage};
 use crate::goflag::{self, Flag, Kind};
 use crate::proto::{MountRequest, MountResponse};
 use crate::provider::MountError;
@@ -18,28 +19,37 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+pub const USAGE: Usage = Usage {
+    name: "mount",
+    synopsis: "-class FILE -token-file FILE [flags]",
+    about: "what would my pod get: one Mount of a class with a token, as the driver calls it; lists or writes the files",
+    examples: &[
+        "mount -class class.yaml -token-file <(kubectl create token app --audience vault) -vault-addr=https://vault.example:8200",
+    ],
+};
+
 const OWN_FLAGS: &[Flag] = &[
     Flag::new(
         "class",
-        Kind::Value,
+        Kind::String,
         "",
         "SecretProviderClass YAML file (required; - for stdin)",
     ),
     Flag::new(
         "token-file",
-        Kind::Value,
+        Kind::String,
         "",
         "file holding the pod's service-account token, e.g. from kubectl create token (required)",
     ),
     Flag::new(
         "socket",
-        Kind::Value,
+        Kind::String,
         "",
         "call the provider serving this socket instead of running the mount in-process",
     ),
     Flag::new(
         "out",
-        Kind::Value,
+        Kind::String,
         "",
         "write the files into this directory instead of listing them",
     ),
@@ -51,29 +61,29 @@ const OWN_FLAGS: &[Flag] = &[
     ),
     Flag::new(
         "pod-name",
-        Kind::Value,
+        Kind::String,
         "",
         "pod name to send (default: from the token, else vault-csi-provider-mount)",
     ),
     Flag::new(
         "pod-uid",
-        Kind::Value,
+        Kind::String,
         "",
         "pod uid to send (default: from the token)",
     ),
     Flag::new(
         "namespace",
-        Kind::Value,
+        Kind::String,
         "",
         "pod namespace (default: from the token, else the class's namespace, else default)",
     ),
     Flag::new(
         "service-account",
-        Kind::Value,
+        Kind::String,
         "",
         "service account name (default: from the token)",
     ),
-    Flag::new("timeout", Kind::Value, "2m", "deadline of the mount"),
+    Flag::new("timeout", Kind::Duration, "2m", "deadline of the mount"),
 ];
 
 /// Server flags that also shape an in-process mount.
@@ -97,7 +107,7 @@ const SHARED: &[&str] = &[
     "template-max-output",
 ];
 
-fn all_flags() -> Vec<Flag> {
+pub fn flags() -> Vec<Flag> {
     let mut v = OWN_FLAGS.to_vec();
     v.extend(
         SERVER_FLAGS
@@ -120,15 +130,15 @@ fn read_input(path: &str, what: &str) -> Result<String, String> {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let flags_list = all_flags();
+    let flags_list = flags();
     let parsed = match goflag::parse(&flags_list, args) {
         Ok(p) => p,
-        Err(e) => return super::usage_error(&e, &flags_list, "mount"),
+        Err(e) => return super::usage_error(&e, &USAGE, &flags_list),
     };
     let (Some(class_path), Some(token_path)) = (parsed.get("class"), parsed.get("token-file"))
     else {
         eprintln!("-class and -token-file are required\n");
-        eprint!("{}", goflag::usage("vault-csi-provider mount", &flags_list));
+        eprint!("{}", help::command(&USAGE, &flags_list));
         return 2;
     };
     let settings = match Settings::from_flags(&parsed, &settings::process_env) {

@@ -58,3 +58,23 @@ pub enum PlanError {
     )]
     FileDirConflict { file: String, nested: String },
 }
+
+impl PlanError {
+    /// The class parameter the error is about, when it is one (`objects` for every object's
+    /// error); `None` for what only the driver sends.
+    pub fn parameter(&self) -> Option<&str> {
+        match self {
+            PlanError::MissingRole => Some("roleName"),
+            PlanError::ConflictingMountPath { first, .. } => Some(first),
+            PlanError::BadParameter { key, .. } => Some(key),
+            PlanError::NoObjects
+            | PlanError::ObjectsSyntax(_)
+            | PlanError::TooManyObjects(_)
+            | PlanError::BadObject { .. }
+            | PlanError::BadNamedObject { .. }
+            | PlanError::DuplicateName(_)
+            | PlanError::FileDirConflict { .. } => Some("objects"),
+            PlanError::Malformed { .. } | PlanError::TokenMismatch { .. } => None,
+        }
+    }
+}

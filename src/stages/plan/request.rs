@@ -76,6 +76,11 @@ impl Attributes {
         parse_string_map("attributes", text).map(Attributes)
     }
 
+    /// Attributes from a class's parameters alone, as `check` plans a class without a pod.
+    pub fn from_parameters(parameters: HashMap<String, String>) -> Attributes {
+        Attributes(parameters)
+    }
+
     fn get(&self, key: &str) -> &str {
         self.0.get(key).map(String::as_str).unwrap_or_default()
     }
