@@ -4,7 +4,11 @@
 //! pinned in scripts/setup.sh), the DaemonSets carry the settings the README promises, the
 //! single-file manifest is the base's render, and the rendered pods work as rendered: their
 //! arguments, environment, agent configuration, users, groups and dropped capabilities,
-//! run here (under `setpriv`) against real OpenBao.
+//! run here (under `setpriv`) against real OpenBao. Every Namespace that enforces a Pod
+//! Security level warns and audits at it, all three pinned to the newest Kubernetes checked.
+//! The optional Prometheus Operator component adds a PodMonitor on the provider's metrics
+//! port and the PrometheusRule of deploy/monitoring to any kit, and both validate strictly
+//! against the CRDs' schemas (vendored in tests/fixtures/prometheus-operator).
 //!
 //! Fails, never skips, when kubectl or kubernetes-validate is missing: run scripts/setup.sh.
 
@@ -23,6 +27,24 @@ const OPENBAO: &str = "deploy/overlays/openbao";
 const VAULT_AGENT: &str = "deploy/overlays/vault-agent";
 const KITS: [&str; 3] = [BASE, OPENBAO, VAULT_AGENT];
 const SINGLE_FILE: &str = "deploy/vault-csi-provider.yaml";
+/// The install guide's and the migration's kits (deploy/examples), over the base.
+const EXAMPLE_KITS: [&str; 3] = [
+    "deploy/examples/install/provider",
+    "deploy/examples/install/provider-openbao",
+    "deploy/examples/migration/from-helm",
+];
+/// Each kit with `deploy/components/prometheus-operator` added, as a kustomization of one's
+/// own adds it (tests/fixtures/kits).
+const WITH_PROMETHEUS_OPERATOR: [(&str, &str); 3] = [
+    (BASE, "tests/fixtures/kits/base-prometheus-operator"),
+    (OPENBAO, "tests/fixtures/kits/openbao-prometheus-operator"),
+    (
+        VAULT_AGENT,
+        "tests/fixtures/kits/vault-agent-prometheus-operator",
+    ),
+];
+/// The alerts, a PrometheusRule, which the component adds as they are.
+const RULES: &str = "deploy/monitoring/prometheus-rules.yaml";
 
 fn objects(kit: &str) -> Vec<Value> {
     documents(&render(kit))
@@ -345,6 +367,203 @@ fn the_vault_agent_overlay_points_the_provider_at_the_agent_socket() {
         ds["spec"]["template"]["spec"]["securityContext"]["supplementalGroups"],
         json!([1000])
     );
+}
+
+#[test]
+fn every_namespace_enforcing_pod_security_also_warns_and_audits_all_pinned_to_one_version() {
+    // The newest Kubernetes the kits are validated against: 1.37.0 pins v1.37, a version
+    // Pod Security admission reads as `v1.<minor>`.
+    let newest = KUBERNETES_VERSIONS[1];
+    let pinned = format!("v{}", newest.rsplit_once('.').unwrap().0);
+    let mut renders: Vec<(String, Vec<Value>)> = KITS
+        .iter()
+        .chain(EXAMPLE_KITS.iter())
+        .chain(WITH_PROMETHEUS_OPERATOR.iter().map(|(_, with)| with))
+        .map(|kit| (kit.to_string(), objects(kit)))
+        .collect();
+    let single = std::fs::read_to_string(repo().join(SINGLE_FILE)).unwrap();
+    renders.push((SINGLE_FILE.to_string(), documents(&single)));
+    for (kit, objs) in &renders {
+        let mut enforcing = 0;
+        for ns in objs.iter().filter(|o| o["kind"] == "Namespace") {
+            let labels = &ns["metadata"]["labels"];
+            let label = |name: &str| labels[format!("pod-security.kubernetes.io/{name}")].as_str();
+            let Some(level) = label("enforce") else {
+                continue;
+            };
+            enforcing += 1;
+            let id = object_id(ns);
+            for mode in ["warn", "audit"] {
+                assert_eq!(
+                    label(mode),
+                    Some(level),
+                    "{kit}: {id}: {mode} differs from enforce"
+                );
+            }
+            for mode in ["enforce", "warn", "audit"] {
+                assert_eq!(
+                    label(&format!("{mode}-version")),
+                    Some(pinned.as_str()),
+                    "{kit}: {id}: {mode}-version must pin the newest Kubernetes checked"
+                );
+            }
+        }
+        assert!(
+            enforcing > 0,
+            "{kit}: no Namespace enforces a Pod Security level"
+        );
+    }
+}
+
+/// The Prometheus Operator's objects of a render (monitoring.coreos.com), and the rest.
+fn monitoring_objects(objs: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+    objs.into_iter().partition(|o| {
+        o["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+    })
+}
+
+/// Objects as a YAML stream (each document JSON, which is YAML).
+fn write_documents(path: &Path, objs: &[Value]) {
+    let docs: Vec<String> = objs
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect();
+    std::fs::write(path, docs.join("\n---\n")).unwrap();
+}
+
+#[test]
+fn the_prometheus_operator_component_scrapes_the_metrics_port_and_validates_against_the_crds() {
+    let rules = documents(&std::fs::read_to_string(repo().join(RULES)).unwrap());
+    assert_eq!(rules.len(), 1, "{RULES}: one PrometheusRule");
+    assert_eq!(rules[0]["kind"], "PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (kit, with) in WITH_PROMETHEUS_OPERATOR {
+        let (monitoring, rest) = monitoring_objects(objects(with));
+        // It adds its two objects and changes nothing of the kit.
+        assert!(rest == objects(kit), "{with}: the component changed {kit}");
+        let kinds: Vec<&str> = monitoring
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["PodMonitor", "PrometheusRule"], "{with}");
+        assert_eq!(
+            find(&monitoring, "PrometheusRule"),
+            &rules[0],
+            "{with}: not {RULES}"
+        );
+
+        // The PodMonitor: the DaemonSet's pods, in its namespace (a PodMonitor without a
+        // namespaceSelector looks in its own).
+        let ds = daemonset(&rest);
+        let pm = find(&monitoring, "PodMonitor");
+        assert_eq!(pm["metadata"]["namespace"], ds["metadata"]["namespace"]);
+        assert!(pm["spec"].get("namespaceSelector").is_none(), "{with}");
+        let selector = &pm["spec"]["selector"]["matchLabels"];
+        assert_eq!(selector, &ds["spec"]["selector"]["matchLabels"], "{with}");
+        let pod_labels = &ds["spec"]["template"]["metadata"]["labels"];
+        for (name, value) in selector.as_object().unwrap() {
+            assert_eq!(&pod_labels[name], value, "{with}: the pods lack {name}");
+        }
+        // One endpoint: the provider's port of that name is the health listener's, and the
+        // path is the one the pods' scrape annotations give.
+        let endpoints = pm["spec"]["podMetricsEndpoints"].as_array().unwrap();
+        assert_eq!(endpoints.len(), 1, "{with}");
+        let endpoint = &endpoints[0];
+        let p = container(ds, "provider");
+        let port = p["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|port| port["name"] == endpoint["port"])
+            .unwrap_or_else(|| panic!("{with}: no provider port named {}", endpoint["port"]));
+        let health_port: u64 = strings(&p["args"])
+            .iter()
+            .find_map(|a| a.strip_prefix("-health-addr=:").map(str::to_string))
+            .expect("-health-addr=:PORT")
+            .parse()
+            .unwrap();
+        assert_eq!(port["containerPort"].as_u64(), Some(health_port), "{with}");
+        let annotations = &ds["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/port"], health_port.to_string());
+        assert_eq!(endpoint["path"], annotations["prometheus.io/path"]);
+        assert_eq!(endpoint["path"], "/metrics");
+        // `instance` is the node's name: one provider per node, and the alerts group by it.
+        assert_eq!(
+            endpoint["relabelings"],
+            json!([{
+                "action": "replace",
+                "sourceLabels": ["__meta_kubernetes_pod_node_name"],
+                "targetLabel": "instance"
+            }])
+        );
+
+        let file = dir.path().join(format!("{}.yaml", with.replace('/', "_")));
+        write_documents(&file, &monitoring);
+        files.push((with.to_string(), file, monitoring));
+    }
+    validate_custom_resources(&files);
+}
+
+#[test]
+fn the_crd_validator_rejects_an_unknown_or_mistyped_field() {
+    // The check against the CRDs is real: the component's PodMonitor passes, and each of
+    // these changes to it fails, as the API server's strict field validation would.
+    let (monitoring, _) = monitoring_objects(objects(WITH_PROMETHEUS_OPERATOR[0].1));
+    let good = find(&monitoring, "PodMonitor").clone();
+    let mut unknown = good.clone();
+    unknown["spec"]["podMetricsEndpoints"][0]["scrapeInterval"] = json!("30s");
+    let mut mistyped = good.clone();
+    mistyped["spec"]["podMetricsEndpoints"][0]["port"] = json!(8080);
+    let mut bad_interval = good.clone();
+    bad_interval["spec"]["podMetricsEndpoints"][0]["interval"] = json!("30 seconds");
+    let mut bad_metadata = good.clone();
+    bad_metadata["metadata"]["label"] = json!({"app": "x"});
+    let no_schema = json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "vault-csi-provider", "namespace": "vault-csi-provider"},
+        "spec": {"selector": {}, "endpoints": [{"port": "metrics"}]}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("podmonitor.yaml");
+    write_documents(&file, &[good]);
+    let (passed, report) = crd_validate(KUBERNETES_VERSIONS[1], &[file.as_path()]);
+    assert!(passed, "{report}");
+    for (what, obj, expected) in [
+        (
+            "an unknown field",
+            unknown,
+            "'scrapeInterval' was unexpected",
+        ),
+        (
+            "a number for a string",
+            mistyped,
+            "spec.podMetricsEndpoints.0.port: 8080 is not of type 'string'",
+        ),
+        (
+            "a malformed duration",
+            bad_interval,
+            "'30 seconds' does not match",
+        ),
+        (
+            "an unknown metadata field",
+            bad_metadata,
+            "'label' was unexpected",
+        ),
+        (
+            "a kind without a schema",
+            no_schema,
+            "no schema monitoring.coreos.com_v1_servicemonitor.yaml",
+        ),
+    ] {
+        write_documents(&file, &[obj]);
+        let (passed, report) = crd_validate(KUBERNETES_VERSIONS[1], &[file.as_path()]);
+        assert!(!passed, "{what} passed:\n{report}");
+        assert!(report.contains(expected), "{what}:\n{report}");
+    }
 }
 
 #[test]

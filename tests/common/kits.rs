@@ -1,6 +1,7 @@
-//! The install kits' tools: `kubectl kustomize` to render them and kubernetes-validate
-//! (pinned in scripts/setup.sh) to check every object strictly. Fail, never skip, when a
-//! tool is missing.
+//! The install kits' tools: `kubectl kustomize` to render them, kubernetes-validate
+//! (pinned in scripts/setup.sh) to check every object strictly, and
+//! `tests/python/crd_validate.py` for the Prometheus Operator's custom resources, which
+//! kubernetes-validate does not know. Fail, never skip, when a tool is missing.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -157,6 +158,63 @@ pub fn validate_strictly(files: &[(String, PathBuf, Vec<Value>)]) {
                 assert!(
                     report.contains(&line),
                     "{kit}: {} not validated against {version}:\n{report}",
+                    object_id(o)
+                );
+            }
+        }
+    }
+}
+
+/// The openAPIV3Schema of each Prometheus Operator CRD that the optional component
+/// `deploy/components/prometheus-operator` uses, vendored: its README.md says from where.
+pub const CRD_SCHEMAS: &str = "tests/fixtures/prometheus-operator";
+
+/// `tests/python/crd_validate.py` on `files`: every custom resource strictly against its
+/// CRD's schema in [`CRD_SCHEMAS`] (an unknown field is an error, as with the API server's
+/// strict field validation), `metadata` against ObjectMeta of Kubernetes `version`. Its
+/// report (`PASS FILE kind/name` or `FAIL ...` per object), and whether all passed.
+pub fn crd_validate(version: &str, files: &[&Path]) -> (bool, String) {
+    // The venv's Python has jsonschema and the ObjectMeta schemas: kubernetes-validate's.
+    kubernetes_validate();
+    let python = repo().join(".tools/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} was not found: {SETUP_HINT} (the custom resources are checked with the jsonschema \
+         package that kubernetes-validate installs into .tools/venv)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(repo().join("tests/python/crd_validate.py"))
+        .arg(repo().join(CRD_SCHEMAS))
+        .arg(version)
+        .args(files)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}
+
+/// Validates every custom resource of `files` (a name for messages, the file, its objects)
+/// with [`crd_validate`] for each of [`KUBERNETES_VERSIONS`], and checks that each object
+/// was reported as passed (none without a schema).
+pub fn validate_custom_resources(files: &[(String, PathBuf, Vec<Value>)]) {
+    let paths: Vec<&Path> = files.iter().map(|(_, f, _)| f.as_path()).collect();
+    for version in KUBERNETES_VERSIONS {
+        let (passed, report) = crd_validate(version, &paths);
+        assert!(
+            passed,
+            "custom resources against their CRDs (ObjectMeta of Kubernetes {version}) failed:\n{report}"
+        );
+        for (kit, file, objs) in files {
+            for o in objs {
+                let line = format!("PASS {} {}", file.display(), object_id(o));
+                assert!(
+                    report.lines().any(|l| l == line),
+                    "{kit}: {} not validated against its CRD:\n{report}",
                     object_id(o)
                 );
             }
