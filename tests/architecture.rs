@@ -2,7 +2,8 @@
 //! import going down the layers (the command line over the server over the provider over
 //! Vault and Kubernetes over settings over the pure stages over the leaves), the pure stages
 //! free of gRPC, Tokio, HTTP and metrics, no file over about 500 lines of code outside its
-//! tests, and the module maps (`src/lib.rs`, the README) naming every module there is.
+//! tests, and the module maps (`src/lib.rs`, docs/architecture.md) naming every module there
+//! is.
 //!
 //! Imports are the `crate::…` and `super::…` paths in the code (a `use`, or a path written
 //! out); a `mod` declaration is not one. Files are found by walking `src/`.
@@ -307,14 +308,17 @@ fn drawn_tree(block: &str) -> BTreeSet<String> {
     out
 }
 
+/// The document that draws the tree of `src/`.
+const TREE_DOC: &str = "docs/architecture.md";
+
 #[test]
-fn the_readme_draws_the_tree_of_src_as_it_is() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
+fn the_architecture_page_draws_the_tree_of_src_as_it_is() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(TREE_DOC)).unwrap();
+    let start = doc
         .find("```text\nsrc/\n")
-        .expect("the README's module map: a ```text block starting with src/");
-    let block = &readme[start + 8..];
+        .unwrap_or_else(|| panic!("{TREE_DOC}'s module map: a ```text block starting with src/"));
+    let block = &doc[start + 8..];
     let block = &block[..block.find("```").unwrap()];
     let drawn = drawn_tree(block);
     let real = files();
@@ -322,7 +326,8 @@ fn the_readme_draws_the_tree_of_src_as_it_is() {
     let extra: Vec<_> = drawn.difference(&real).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "the README's module map and src/ differ: not drawn {missing:?}, drawn but absent {extra:?}"
+        "{TREE_DOC}'s module map and src/ differ: not drawn {missing:?}, drawn but absent \
+         {extra:?}"
     );
 }
 
@@ -362,7 +367,20 @@ fn src_lib_maps_every_top_level_module() {
 fn every_source_path_the_documents_and_comments_name_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut stale = Vec::new();
-    for doc in ["README.md", "SECURITY.md", "BENCHMARKS.md"] {
+    let mut docs: Vec<String> = vec![
+        "README.md".into(),
+        "SECURITY.md".into(),
+        "BENCHMARKS.md".into(),
+        "CONTRIBUTING.md".into(),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            docs.push(format!("docs/{name}"));
+        }
+    }
+    assert!(docs.len() > 4, "no pages under docs/: {docs:?}");
+    for doc in &docs {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         for (i, _) in text.match_indices("src/") {
             if i > 0 && text.as_bytes()[i - 1].is_ascii_alphanumeric() {

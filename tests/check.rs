@@ -213,7 +213,7 @@ fn unusable_input_is_exit_status_two() {
 }
 
 /// Every kit, example and documented class passes: the files under deploy/, each kit as
-/// kustomize renders it, and every SecretProviderClass shown in the README and docs/.
+/// kustomize renders it, and every SecretProviderClass shown in the README and the pages of docs/.
 #[test]
 fn the_projects_own_classes_pass() {
     let deploy = repo().join("deploy").display().to_string();
@@ -374,4 +374,48 @@ fn env_names_in_source() -> Vec<String> {
     names.dedup();
     assert!(names.len() >= 12, "{names:?}");
     names
+}
+
+/// docs/configuration.md's flag table (its "## Flags" section, first column, flags
+/// separated by ", ") names exactly the server's flags, as `help` prints them.
+#[test]
+fn the_flag_reference_lists_exactly_the_binarys_flags() {
+    let out = run_provider(["help"]);
+    let (stdout, _) = text(&out);
+    let server = stdout
+        .split("\nFlags of the server:\n")
+        .nth(1)
+        .expect("help has the server's flags");
+    let binary: std::collections::BTreeSet<String> = server
+        .lines()
+        .filter_map(|l| l.strip_prefix("  -"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert!(binary.len() >= 30, "{binary:?}");
+
+    let page = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
+    let section = page
+        .split("\n## Flags\n")
+        .nth(1)
+        .expect("docs/configuration.md has a \"## Flags\" section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `-")) {
+        let first = row.split('|').nth(1).unwrap();
+        for flag in first.split(", ") {
+            let name = flag.trim().trim_matches('`').trim_start_matches('-');
+            assert!(
+                documented.insert(name.to_string()),
+                "-{name} is listed twice"
+            );
+        }
+    }
+    let missing: Vec<_> = binary.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&binary).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "docs/configuration.md's flag table: not listed {missing:?}, not flags of the binary {extra:?}"
+    );
 }

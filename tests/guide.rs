@@ -1,6 +1,6 @@
-//! The install guide (README, "Install from an empty cluster"), and the YAML of the
-//! migration and troubleshooting sections after it, cannot rot:
-//! - every YAML snippet in those sections is a file of `deploy/examples/install/` or
+//! The install guide (docs/install.md), and the YAML of the migration and troubleshooting
+//! pages (docs/migration.md, docs/troubleshooting.md), cannot rot:
+//! - every YAML snippet in those pages is a file of `deploy/examples/install/` or
 //!   `deploy/examples/migration/`, shown verbatim, and every such file is shown;
 //! - every Kubernetes object in them validates strictly against the Kubernetes schemas of
 //!   the oldest and newest versions checked (`kubernetes-validate`, pinned in
@@ -45,14 +45,16 @@ const OPENBAO_CLASS: &str = "deploy/examples/install/secretproviderclass-openbao
 const APP: &str = "deploy/examples/install/app.yaml";
 const DRIVER_VALUES: &str = "deploy/examples/install/driver-values.yaml";
 
-/// The README's sections this test reads: from the guide up to "## Tests".
+/// The pages this test reads, in this order, each with the `## ` section it must hold.
+/// Each page is read from its first `## ` heading to its end (its `# ` title and the
+/// paragraph saying whom it is for are not part of the guide).
+const INSTALL_PAGE: &str = "docs/install.md";
 const FIRST_SECTION: &str = "## Install from an empty cluster";
-const GUIDE_SECTIONS: [&str; 3] = [
-    FIRST_SECTION,
-    "## Migrating from the Go provider",
-    "## Troubleshooting",
+const GUIDE_PAGES: [(&str, &str); 3] = [
+    (INSTALL_PAGE, FIRST_SECTION),
+    ("docs/migration.md", "## Migrating from the Go provider"),
+    ("docs/troubleshooting.md", "## Troubleshooting"),
 ];
-const AFTER_SECTIONS: &str = "## Tests";
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -88,42 +90,57 @@ fn example_files() -> Vec<String> {
     rel
 }
 
-// ---- The README ----------------------------------------------------------------------
+// ---- The guide's pages ---------------------------------------------------------------
 
-/// A fenced block of the README with the marker comment on the line before it, if any.
+/// A fenced block of a guide page with the marker comment on the line before it, if any.
 #[derive(Debug, Clone)]
 struct Block {
     lang: String,
     marker: Option<String>,
     text: String,
+    /// The page it is on (`docs/install.md`, ...).
+    page: &'static str,
     /// The `## ` section it is in.
     section: String,
+    /// Its opening fence's line in the page, from 1.
     line: usize,
 }
 
-/// The README from the guide's section up to "## Tests".
+/// One guide page from its first `## ` heading to its end, and the page's line number of
+/// that heading (from 1). Panics when the page lacks the section it must hold.
+fn page_text(page: &str, section: &str) -> (String, usize) {
+    let text = read(page);
+    assert!(
+        text.lines().any(|l| l == section),
+        "{page} has no {section:?} section"
+    );
+    let first = text
+        .lines()
+        .position(|l| l.starts_with("## "))
+        .unwrap_or_else(|| panic!("{page} has no `## ` section"));
+    let rest: Vec<&str> = text.lines().skip(first).collect();
+    (rest.join("\n") + "\n", first + 1)
+}
+
+/// The guide's pages, concatenated in order (each from its first `## ` heading).
 fn guide_text() -> String {
-    let readme = read("README.md");
-    let start = readme
-        .find(&format!("\n{FIRST_SECTION}\n"))
-        .unwrap_or_else(|| panic!("README.md has no {FIRST_SECTION:?} section"));
-    let end = readme
-        .find(&format!("\n{AFTER_SECTIONS}\n"))
-        .expect("README.md has no \"## Tests\" section");
-    assert!(start < end, "the guide must come before \"## Tests\"");
-    let text = readme[start + 1..end + 1].to_string();
-    let mut at = 0;
-    for s in GUIDE_SECTIONS {
-        let here = text[at..]
-            .find(&format!("{s}\n"))
-            .unwrap_or_else(|| panic!("README.md lacks {s:?} before \"## Tests\""));
-        at += here + s.len();
-    }
-    text
+    GUIDE_PAGES
+        .iter()
+        .map(|(page, section)| page_text(page, section).0)
+        .collect()
 }
 
 fn blocks() -> Vec<Block> {
-    let text = guide_text();
+    let mut out = Vec::new();
+    for (page, section) in GUIDE_PAGES {
+        let (text, first_line) = page_text(page, section);
+        out.extend(page_blocks(page, &text, first_line));
+    }
+    out
+}
+
+/// The fenced blocks of one page's text, whose first line is the page's `first_line`.
+fn page_blocks(page: &'static str, text: &str, first_line: usize) -> Vec<Block> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut section = String::new();
@@ -152,13 +169,18 @@ fn blocks() -> Vec<Block> {
                 body.push('\n');
                 i += 1;
             }
-            assert!(i < lines.len(), "unclosed block at guide line {start}");
+            assert!(
+                i < lines.len(),
+                "{page}: unclosed block at line {}",
+                start + first_line
+            );
             out.push(Block {
                 lang: lang.trim().to_string(),
                 marker,
                 text: body,
+                page,
                 section: section.clone(),
-                line: start,
+                line: start + first_line,
             });
         }
         i += 1;
@@ -302,9 +324,9 @@ fn every_yaml_snippet_of_the_guide_is_a_file_shown_verbatim_and_every_file_is_sh
         if b.lang == "yaml" || b.lang == "yml" {
             let file = file.unwrap_or_else(|| {
                 panic!(
-                    "README {}: a YAML block at guide line {} without <!-- file: PATH --> \
-                     before it; every YAML snippet there is a file of {EXAMPLE_DIRS:?}",
-                    b.section, b.line
+                    "{}:{} ({}): a YAML block without <!-- file: PATH --> before it; every \
+                     YAML snippet there is a file of {EXAMPLE_DIRS:?}",
+                    b.page, b.line, b.section
                 )
             });
             assert!(
@@ -316,23 +338,27 @@ fn every_yaml_snippet_of_the_guide_is_a_file_shown_verbatim_and_every_file_is_sh
             assert_eq!(
                 b.text,
                 read(&file),
-                "README {}: the snippet of {file} differs from the file; show the file verbatim",
+                "{}:{} ({}): the snippet of {file} differs from the file; show the file verbatim",
+                b.page,
+                b.line,
                 b.section
             );
             shown.insert(file);
         } else {
             assert!(
                 file.is_none(),
-                "a file marker on a {} block at guide line {}",
-                b.lang,
-                b.line
+                "{}:{}: a file marker on a {} block",
+                b.page,
+                b.line,
+                b.lang
             );
         }
     }
     for f in example_files() {
         assert!(
             shown.contains(&f),
-            "{f} is not shown in the README's guide sections"
+            "{f} is not shown in the guide's pages ({:?})",
+            GUIDE_PAGES.map(|(page, _)| page)
         );
     }
 }
@@ -355,8 +381,10 @@ fn every_vault_and_bao_command_of_the_guide_is_in_a_block_the_tests_run() {
                     assert_eq!(
                         flavor.as_deref(),
                         Some(tool),
-                        "README {}: `{cmd}` is not in a block marked <!-- run: {tool} -->, \
+                        "{}:{} ({}): `{cmd}` is not in a block marked <!-- run: {tool} -->, \
                          which tests/guide.rs runs against OpenBao",
+                        b.page,
+                        b.line,
                         b.section
                     );
                 }
@@ -365,7 +393,8 @@ fn every_vault_and_bao_command_of_the_guide_is_in_a_block_the_tests_run() {
         if let Some(f) = flavor.as_deref().filter(|f| *f != "mount") {
             assert!(
                 ["vault", "bao"].contains(&f),
-                "unknown run marker {f:?} at guide line {}",
+                "{}:{}: unknown run marker {f:?}",
+                b.page,
                 b.line
             );
             assert_eq!(b.lang, "sh");
@@ -383,8 +412,10 @@ fn every_vault_and_bao_command_of_the_guide_is_in_a_block_the_tests_run() {
     for b in blocks() {
         if b.marker.as_deref().is_some_and(|m| m.starts_with("run: ")) {
             assert_eq!(
-                b.section, FIRST_SECTION,
-                "run block at guide line {}",
+                (b.page, b.section.as_str()),
+                (INSTALL_PAGE, FIRST_SECTION),
+                "run block at {}:{}",
+                b.page,
                 b.line
             );
         }
@@ -825,7 +856,10 @@ fn the_guides_names_agree_with_each_other() {
         let synced = &spc.spec.secret_objects[0];
         assert_eq!(env["name"], synced.secret_name.as_str());
         assert!(synced.data.iter().any(|d| env["key"] == d.key.as_str()));
-        for b in blocks().iter().filter(|b| b.section == FIRST_SECTION) {
+        for b in blocks()
+            .iter()
+            .filter(|b| b.page == INSTALL_PAGE && b.section == FIRST_SECTION)
+        {
             for (cmd, _) in commands(&b.text) {
                 let w = words(&cmd);
                 if cmd.starts_with("kubectl exec ") {
@@ -1086,7 +1120,8 @@ async fn follow_the_guide(flavor: &str, kit: &str, class: &str) {
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "{class} after the block at guide line {}: {:?}: {}\nprovider:\n{}",
+                    "{class} after the block at {}:{}: {:?}: {}\nprovider:\n{}",
+                    block.page,
                     block.line,
                     e.code(),
                     e.message(),

@@ -1,7 +1,7 @@
 //! The install kits in `deploy/`: the kustomize base and its overlays render with
 //! `kubectl kustomize` (without a warning), every object validates strictly against the
 //! Kubernetes schemas of the oldest and newest versions checked (`kubernetes-validate`,
-//! pinned in scripts/setup.sh), the DaemonSets carry the settings the README promises, the
+//! pinned in scripts/setup.sh), the DaemonSets carry the settings the docs promise, the
 //! single-file manifest is the base's render, and the rendered pods work as rendered: their
 //! arguments, environment, agent configuration, users, groups and dropped capabilities,
 //! run here (under `setpriv`) against real OpenBao. Every Namespace that enforces a Pod

@@ -1,5 +1,5 @@
 //! Switching a cluster from the Go provider's configuration to ours changes nothing a pod or
-//! the driver sees (README, "Migrating from the Go provider"). The same classes, the Go
+//! the driver sees (docs/migration.md, "Migrating from the Go provider"). The same classes, the Go
 //! provider's end-to-end classes (tests/fixtures/go-e2e) and those of deploy/examples, are
 //! mounted for the same pods against one OpenBao through:
 //! - the old configuration: the provider container as vault-helm's chart starts it
@@ -7,15 +7,15 @@
 //!   --hmac-secret-name=vault-csi-provider-hmac-key`, `VAULT_ADDR`, in the chart's
 //!   namespace, whose key Secret the Go provider made), or openbao-helm's (`openbao.sock`,
 //!   `openbao-csi-provider-hmac-key`);
-//! - ours: the README's migration kit (`deploy/examples/migration/from-helm`, the kustomize
+//! - ours: the migration page's kit (`deploy/examples/migration/from-helm`, the kustomize
 //!   base with the guide's image and address) or the guide's OpenBao kit, rendered with
 //!   `kubectl kustomize` and started with its own arguments and environment, in its own
-//!   namespace, after the README's commands copied the key Secret there;
+//!   namespace, after the migration page's commands copied the key Secret there;
 //!
 //! and every file, mode and object version is the same (for PKI certificates and database
 //! credentials, which are new at every read whoever reads, the same files, modes and
 //! version ids, and the same for every other object of those classes). Without the copied
-//! key every version changes, which is why the README copies it; neither configuration
+//! key every version changes, which is why the migration page copies it; neither configuration
 //! writes the key Secret, so rolling back finds it as it was. (The Go binary itself is not
 //! run here: tests/go_versions.rs shows its version algorithm gives the same versions.)
 //!
@@ -55,6 +55,8 @@ const OPENBAO_HELM_NAMESPACE: &str = "openbao";
 const PROVIDERS_MOUNT: &str = "/provider";
 
 const MIGRATION_KIT: &str = "deploy/examples/migration/from-helm";
+/// The page whose commands copy the key Secret.
+const MIGRATION_PAGE: &str = "docs/migration.md";
 const OPENBAO_KIT: &str = "deploy/examples/install/provider-openbao";
 
 const POLICY: &str = r#"
@@ -217,7 +219,7 @@ async fn start(config: &Config, kube: &KubeApi, dir: &Path) -> Provider {
     Provider { process, providers }
 }
 
-// ---- The key Secret, as the Go provider made it and the README copies it --------------
+// ---- The key Secret, as the Go provider made it and the migration page copies it ------
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -236,26 +238,26 @@ fn go_provider_made_its_key(kube: &KubeApi, namespace: &str, name: &str) {
     );
 }
 
-/// The README's copy: `kubectl -n FROM get secret NAME -o jsonpath='{.data.key}' | base64
+/// The migration page's copy: `kubectl -n FROM get secret NAME -o jsonpath='{.data.key}' | base64
 /// -d > hmac.key` then `kubectl -n TO create secret generic NAME2 --from-file=key=hmac.key`,
-/// its names read from the README's commands (the chart's being `from_chart`'s).
-fn copy_the_key_as_the_readme_does(kube: &KubeApi, from_ns: &str, from_name: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let section = readme
+/// its names read from the page's commands (the chart's being `from_chart`'s).
+fn copy_the_key_as_the_page_does(kube: &KubeApi, from_ns: &str, from_name: &str) -> String {
+    let page = std::fs::read_to_string(repo().join(MIGRATION_PAGE)).unwrap();
+    let section = page
         .split("\n## Migrating from the Go provider\n")
         .nth(1)
-        .expect("README.md has no migration section")
+        .unwrap_or_else(|| panic!("{MIGRATION_PAGE} has no migration section"))
         .split("\n## ")
         .next()
         .unwrap();
     let get = section
         .lines()
         .find(|l| l.contains("get secret") && l.contains("{.data.key}"))
-        .expect("the README no longer reads the key");
+        .unwrap_or_else(|| panic!("{MIGRATION_PAGE} no longer reads the key"));
     let create = section
         .lines()
         .find(|l| l.contains("create secret generic"))
-        .expect("the README no longer creates the copy");
+        .unwrap_or_else(|| panic!("{MIGRATION_PAGE} no longer creates the copy"));
     assert!(
         get.contains(&format!(
             "-n {VAULT_HELM_NAMESPACE} get secret vault-csi-provider-hmac-key"
@@ -580,9 +582,10 @@ async fn from_vault_helm_to_the_kustomize_base_no_file_mode_or_version_changes()
     // The cluster before: the Go provider made its key in the chart's namespace.
     let key_name = "vault-csi-provider-hmac-key";
     go_provider_made_its_key(&kube, VAULT_HELM_NAMESPACE, key_name);
-    // The README's first step: the key copied into the base's namespace, under the name the
-    // base's provider reads (its default -hmac-secret-name) and its Role lets it read.
-    let to_ns = copy_the_key_as_the_readme_does(&kube, VAULT_HELM_NAMESPACE, key_name);
+    // The migration page's first step: the key copied into the base's namespace, under the
+    // name the base's provider reads (its default -hmac-secret-name) and its Role lets it
+    // read.
+    let to_ns = copy_the_key_as_the_page_does(&kube, VAULT_HELM_NAMESPACE, key_name);
     let ours = kit("ours", MIGRATION_KIT, &bao.addr);
     assert_eq!(to_ns, ours.namespace);
     assert!(
@@ -608,7 +611,7 @@ async fn from_vault_helm_to_the_kustomize_base_no_file_mode_or_version_changes()
     assert_eq!(secret_writes(&kube, &ours.namespace), 0);
 
     // Without the copy, the base's provider makes a key of its own and every version
-    // changes once: the rotation the README's copy avoids.
+    // changes once: the rotation the migration page's copy avoids.
     let mut fresh = ours.clone();
     fresh.name = "fresh";
     fresh.namespace = "vault-csi-provider-new".into();
@@ -638,7 +641,7 @@ async fn from_openbao_helm_to_the_openbao_overlay_no_file_mode_or_version_change
     let bao = openbao(&kube, &pg, "openbao").await;
     let dir = tempfile::tempdir().unwrap();
 
-    // openbao-helm's provider made its key under its own name; the README copies it into
+    // openbao-helm's provider made its key under its own name; the migration page copies it into
     // the overlay's namespace under the base's name.
     let key_name = "openbao-csi-provider-hmac-key";
     go_provider_made_its_key(&kube, OPENBAO_HELM_NAMESPACE, key_name);

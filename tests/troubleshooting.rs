@@ -1,4 +1,5 @@
-//! The README's Troubleshooting tables cover every error the provider returns:
+//! The Troubleshooting tables (docs/troubleshooting.md) cover every error the provider
+//! returns:
 //! - every variant of every error type a Mount can fail with (`MountError`, `PlanError`,
 //!   `RenderError`, `TemplateError`, `VaultError`, `KubeError` and `Refused`, each found by
 //!   its name wherever it lives under src/), read from the source, has a row marked
@@ -68,13 +69,16 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The README's Troubleshooting section.
+/// The page holding the Troubleshooting tables.
+const PAGE: &str = "docs/troubleshooting.md";
+
+/// The page's Troubleshooting section.
 fn section() -> String {
-    let readme = read("README.md");
-    let start = readme
+    let page = read(PAGE);
+    let start = page
         .find("\n## Troubleshooting\n")
-        .expect("README.md has no \"## Troubleshooting\" section");
-    let rest = &readme[start + 1..];
+        .unwrap_or_else(|| panic!("{PAGE} has no \"## Troubleshooting\" section"));
+    let rest = &page[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 4);
     rest[..end].to_string()
 }
@@ -409,12 +413,12 @@ fn every_error_variant_has_a_row_quoting_its_message() {
     }
     assert!(
         unquoted.is_empty(),
-        "README rows that do not quote their message's fixed words:\n{}",
+        "{PAGE}: rows that do not quote their message's fixed words:\n{}",
         unquoted.join("\n")
     );
     assert!(
         missing.is_empty(),
-        "error variants without a row in README's Troubleshooting (mark the row \
+        "error variants without a row in {PAGE}'s Troubleshooting (mark the row \
          `<!-- Type::Variant -->`): {missing:?}"
     );
     let stale: Vec<&String> = rows.keys().filter(|m| !all.contains_key(*m)).collect();
@@ -501,7 +505,7 @@ async fn common_failures_appear_in_the_tables_word_for_word_with_their_code() {
     )
     .await;
     let client = provider.client().await;
-    // The pod of the README's examples: default/app.
+    // The pod of the page's examples: default/app.
     let pod = |sa: &str, ns: &str| Pod {
         namespace: ns.into(),
         name: "app".into(),
@@ -697,7 +701,7 @@ async fn common_failures_appear_in_the_tables_word_for_word_with_their_code() {
             .message()
             .strip_prefix("vault-csi-provider: ")
             .unwrap_or_else(|| panic!("{what}: {}", err.message()))
-            // The README's examples name the cluster's Vault and the provider's namespace.
+            // The page's examples name the cluster's Vault and the provider's namespace.
             .replace(unreachable, "https://vault.vault.svc:8200")
             .replace(
                 "system:serviceaccount:csi:",
@@ -709,8 +713,8 @@ async fn common_failures_appear_in_the_tables_word_for_word_with_their_code() {
             .find(|l| l.contains(&quoted))
             .unwrap_or_else(|| {
                 panic!(
-                    "{what}: the README's Troubleshooting tables do not show the real message \
-                     word for word:\n{quoted}"
+                    "{what}: the Troubleshooting tables of {PAGE} do not show the real \
+                     message word for word:\n{quoted}"
                 )
             });
         let code = code_name(err.code());

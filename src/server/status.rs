@@ -1,9 +1,11 @@
 //! The one place where a Mount's outcome becomes what the driver receives: a failure's
 //! gRPC status (its code, and a message of at most 1 KiB), a volume's `MountResponse`.
 //!
-//! The driver shows the status message verbatim in the pod's events, and retries only
-//! `UNAVAILABLE`; so `UNAVAILABLE` is used exactly for a Vault that is unreachable, sealed or
-//! failing with 5xx after our own retries (and for a provider out of its memory budget).
+//! The driver shows the status message verbatim in the pod's events. Its gRPC client
+//! re-sends a call at once only on `UNAVAILABLE` (kubelet retries every failed mount later,
+//! with a growing delay); so `UNAVAILABLE` is used exactly for a Vault that is unreachable,
+//! sealed or failing with 5xx after our own retries (and for a provider out of its memory
+//! budget).
 
 use crate::proto::{File, MountResponse, ObjectVersion};
 use crate::provider::{MountError, Volume};

@@ -33,7 +33,9 @@ pub enum TemplateError {
         flag: &'static str,
     },
     /// The template uses a filter, function or test templates do not have.
-    #[error("template{at}: {detail}: the README lists the filters and functions templates have")]
+    #[error(
+        "template{at}: {detail}: docs/configuration.md lists the filters and functions templates have"
+    )]
     Unknown { at: String, detail: String },
     /// Rendering failed otherwise (a filter refused its input, a type error).
     #[error("template error{at}: {detail}")]
