@@ -328,9 +328,13 @@ path "database/creds/app" { capabilities = ["read"] }
         "| 5 | resident memory, peak during the burst (VmHWM) | {:.1} MiB | < 64 MiB |",
         peak_rss as f64 / 1024.0
     );
+    // The run's length depends on the election, so the count alone does not compare
+    // between runs; the rate does.
     println!(
-        "| 6 | failover: {FAILOVER_WORKERS} pods mounting in a loop against a 3-node raft cluster, its active node killed: Mounts | {} | |",
-        fail.mounts
+        "| 6 | failover: {FAILOVER_WORKERS} pods mounting in a loop against a 3-node raft cluster, its active node killed: Mounts, over the run's seconds (Mounts a second) | {} over {:.1} s ({:.0}/s) | |",
+        fail.mounts,
+        fail.run.as_secs_f64(),
+        fail.mounts as f64 / fail.run.as_secs_f64().max(0.001)
     );
     println!("| 6 | failover: Mounts that failed | {} | 0 |", fail.failed);
     println!(
@@ -525,6 +529,8 @@ struct Failover {
     failed: usize,
     election: Duration,
     latencies: Vec<Duration>,
+    /// From the first Mount to the workers' stop: 3 s, the election, 5 s.
+    run: Duration,
 }
 
 /// Figure 6: steady Mounts against a three-node raft cluster (all three addresses listed),
@@ -556,6 +562,7 @@ async fn failover() -> Failover {
     let volume = class("- {objectName: config, secretPath: secret/data/app, secretKey: value}");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
+    let started = Instant::now();
     for _ in 0..FAILOVER_WORKERS {
         let (c, volume, stop) = (client.clone(), volume.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
@@ -575,6 +582,7 @@ async fn failover() -> Failover {
     let (_, election) = cluster.wait_new_active(active).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let run = started.elapsed();
     let mut latencies = Vec::new();
     let mut failed = 0;
     for w in workers {
@@ -589,5 +597,6 @@ async fn failover() -> Failover {
         failed,
         election,
         latencies,
+        run,
     }
 }

@@ -3,7 +3,8 @@
 //! Where a Mount goes, and which module owns each step (each folder's `mod.rs` says more):
 //!
 //! ```text
-//! cli/        the command line: the server, `mount` (what would my pod get?)
+//! cli/        the command line: the server, `mount` (what would my pod get?), `check`
+//!             (classes validated offline), `version`, `help` (help.rs)
 //! proto.rs    the provider API's messages, generated from proto/service.proto
 //! server/     Unix sockets, HTTP/2, shutdown; the health listener (health.rs);
 //!             old drivers' :authority fixed on the wire (authority/);
@@ -16,7 +17,7 @@
 //!             beside it: the version key (keys.rs), leases renewed and revoked with their
 //!             pods (lifecycle/), why a Mount failed (error.rs)
 //! stages/     the pure stages: plan/, policy, answer, render, template/, version/ (go/:
-//!             the Go provider's versions), flavour, gojson
+//!             the Go provider's versions), flavour, gojson; manifest (classes for `check`)
 //! vault/      Vault over HTTP: clients and clusters, failover, retries, answers
 //! kube/       the Kubernetes API: configuration, TokenRequest and Secrets, this node's pods
 //! settings/   flags and environment, read once into typed settings
