@@ -160,6 +160,20 @@ fn check_class(value: &Value, policy: &TenantPolicy) -> Vec<(String, Option<Stri
         problem(None, "metadata.name is missing: Kubernetes needs it".into());
     }
 
+    // A key no Mount reads is most likely a misspelling: the Mount would go on without it.
+    let known = plan::parameter_names();
+    for key in spec.parameters.keys() {
+        if !known.contains(key) && !key.starts_with(KUBELET_PREFIX) {
+            let hint = closest(key, &known)
+                .map(|k| format!(": did you mean {k}?"))
+                .unwrap_or_else(|| ": a Mount ignores it".to_string());
+            problem(
+                Some(key),
+                format!("is not a parameter this provider reads{hint}"),
+            );
+        }
+    }
+
     // Kubernetes keeps only strings in spec.parameters; what is not one would not be applied.
     let mut parameters = HashMap::new();
     for (key, value) in &spec.parameters {
@@ -233,6 +247,42 @@ fn check_class(value: &Value, policy: &TenantPolicy) -> Vec<(String, Option<Stri
         }
     }
     problems
+}
+
+/// The attributes kubelet and the driver add to a class's parameters (pod, service account).
+const KUBELET_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// The known name nearest to `key`: the same letters in another case, or at most two
+/// edits away (a letter left out, added, changed).
+fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    let lower = key.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edits(&lower, &k.to_ascii_lowercase()), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+/// Levenshtein distance (keys are short: at most a few dozen bytes are compared).
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 {
+        return usize::MAX;
+    }
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Whether a Mount of `plan` writes the file `name`: an object's own file, or a file under
@@ -366,6 +416,44 @@ spec:
             "{}",
             p[0].message
         );
+    }
+
+    #[test]
+    fn a_misspelt_parameter_is_named_with_the_one_meant() {
+        let p = problems(&CLASS.replace(
+            "roleName: app\n",
+            "roleName: app\n    vaultAdress: https://v\n    VaultNamespace: ns\n    colour: red\n",
+        ));
+        let found: Vec<(&str, &str)> = p
+            .iter()
+            .map(|p| (p.parameter.as_deref().unwrap(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "VaultNamespace",
+                    "is not a parameter this provider reads: did you mean vaultNamespace?"
+                ),
+                (
+                    "colour",
+                    "is not a parameter this provider reads: a Mount ignores it"
+                ),
+                (
+                    "vaultAdress",
+                    "is not a parameter this provider reads: did you mean vaultAddress?"
+                ),
+            ]
+        );
+        // Every spelling a Mount reads passes, the OpenBao fork's included.
+        let all = CLASS.replace(
+            "roleName: app\n",
+            "roleName: app\n    baoNamespace: ns\n    openbaoTLSServerName: v\n    vaultKubernetesMountPath: k\n",
+        );
+        assert_eq!(problems(&all), vec![]);
+        assert_eq!(edits("kitten", "sitting"), 3);
+        assert_eq!(edits("a", "abcd"), usize::MAX);
+        assert_eq!(edits("rolename", "rolenam"), 1);
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl Params<'_> {
     /// Looks up a `vault*` key, preferring `bao*`, then `openbao*`, then `vault*`.
     /// Returns the key actually found, for messages.
     pub(super) fn vault_key(&self, suffix: &str) -> Option<(String, &str)> {
-        ["bao", "openbao", "vault"].iter().find_map(|prefix| {
+        debug_assert!(SUFFIXES.contains(&suffix), "{suffix} is not in SUFFIXES");
+        PREFIXES.iter().find_map(|prefix| {
             let key = format!("{prefix}{suffix}");
             self.map.get(&key).map(|v| (key, v.as_str()))
         })
@@ -76,6 +77,24 @@ impl Params<'_> {
             .filter(|v| !v.is_empty())
     }
 }
+
+/// The spellings of the connection parameters: the OpenBao fork's first, then the Go
+/// provider's (`baoAddress`, `openbaoAddress`, `vaultAddress`).
+pub(super) const PREFIXES: [&str; 3] = ["bao", "openbao", "vault"];
+
+/// Every connection parameter a Mount reads, after its prefix.
+pub(super) const SUFFIXES: [&str; 10] = [
+    "Address",
+    "Namespace",
+    "AuthMountPath",
+    "KubernetesMountPath",
+    "SkipTLSVerify",
+    "CACertPath",
+    "CADirectory",
+    "TLSServerName",
+    "TLSClientCertPath",
+    "TLSClientKeyPath",
+];
 
 pub(super) fn validate_auth_mount(key: &str, mount: &str) -> Result<(), PlanError> {
     for segment in mount.split('/') {

@@ -18,6 +18,28 @@ pub use request::{Attributes, PodInfo, ServiceAccountToken, TOKENS_KEY, token_cl
 use connection::{Params, bounded, parse_connection, validate_auth_mount};
 use request::{check_token_claims, find_token, parse_permission, tokens_in_secrets};
 
+/// The spellings of the role parameter, in the order they win.
+const ROLE_KEYS: [&str; 4] = [
+    "baoRoleName",
+    "openbaoRoleName",
+    "vaultRoleName",
+    "roleName",
+];
+
+/// Every class parameter a Mount reads: the role, `audience`, `objects` and the connection
+/// parameters in each spelling (what `check` holds a class's keys against).
+pub fn parameter_names() -> Vec<String> {
+    let mut names: Vec<String> = ROLE_KEYS
+        .iter()
+        .chain(&["audience", "objects"])
+        .map(|k| k.to_string())
+        .collect();
+    for prefix in connection::PREFIXES {
+        names.extend(connection::SUFFIXES.iter().map(|s| format!("{prefix}{s}")));
+    }
+    names
+}
+
 /// Most objects one class may list.
 pub const MAX_OBJECTS: usize = 500;
 /// Longest service-account tokens field.
@@ -163,15 +185,10 @@ pub fn parse(raw: &RawMount<'_>) -> Result<MountPlan, PlanError> {
     };
 
     // The OpenBao fork's spellings first (bao > openbao > vault), then the plain key.
-    let (role_key, role) = [
-        "baoRoleName",
-        "openbaoRoleName",
-        "vaultRoleName",
-        "roleName",
-    ]
-    .iter()
-    .find_map(|k| params.get(k).map(|v| (*k, v)))
-    .ok_or(PlanError::MissingRole)?;
+    let (role_key, role) = ROLE_KEYS
+        .iter()
+        .find_map(|k| params.get(k).map(|v| (*k, v)))
+        .ok_or(PlanError::MissingRole)?;
     let role = bounded(role_key, role, MAX_NAME)?.to_string();
 
     let auth_mount = match (
