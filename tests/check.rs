@@ -341,6 +341,9 @@ fn help_lists_subcommands_environment_and_typed_flags() {
     }
     let out = run_provider(["help", "nope"]);
     assert_eq!(out.status.code(), Some(2));
+    let out = run_provider(["help", "help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out).0, text(&run_provider(["help"])).0);
     let out = run_provider(["version", "-output=yaml"]);
     assert!(text(&out).0.contains("commit: "), "{:?}", out);
 }

@@ -104,6 +104,46 @@ async fn mount_in_process_writes_files_with_modes() {
     assert!(String::from_utf8_lossy(&shown.stdout).contains("pg-pass-123"));
 }
 
+/// Run from a laptop with a kubeconfig, `mount` looks for the object-version key but never
+/// creates the Secret in someone's namespace (a provider does when it starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_reads_the_version_key_but_never_creates_it() {
+    let bao = openbao().await;
+    let kube = common::kube::KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (class, token) = write_inputs(dir.path(), CLASS);
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let addr = format!("-vault-addr={}", bao.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        provider_command(
+            ["mount", "-class", &class, "-token-file", &token, &addr],
+            std::path::Path::new(NO_HOME),
+            [("KUBECONFIG", kubeconfig)],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !kube
+            .requests("GET", "/secrets/vault-csi-provider-hmac-key")
+            .is_empty(),
+        "the key was looked for"
+    );
+    assert_eq!(
+        kube.requests("POST", "/secrets"),
+        Vec::<serde_json::Value>::new()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("db/password"),
+        "the mount itself went on"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_through_a_running_provider_and_clear_errors() {
     let bao = openbao().await;

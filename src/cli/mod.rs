@@ -124,6 +124,10 @@ fn help_command(args: &[String]) -> i32 {
             print!("{}", overview());
             0
         }
+        [name] if name == "help" => {
+            print!("{}", overview());
+            0
+        }
         [name] => match commands().iter().find(|(u, _)| u.name == name.as_str()) {
             Some((usage, flags)) if !usage.name.is_empty() => {
                 print!("{}", help::command(usage, flags));

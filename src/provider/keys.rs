@@ -46,6 +46,9 @@ pub struct KeySource {
     key: RwLock<VersionKey>,
     kube: Option<Arc<KubeClient>>,
     secret_name: String,
+    /// Whether a missing Secret is created (the server), or left alone (`mount`, run from a
+    /// laptop against someone's cluster, must not leave Secrets behind).
+    create: bool,
     /// Whether a Mount has already said that it found no key.
     said_missing: AtomicBool,
     /// Whether the background loader was started.
@@ -62,18 +65,21 @@ impl KeySource {
             key: RwLock::new(key),
             kube: None,
             secret_name: String::new(),
+            create: false,
             said_missing: AtomicBool::new(false),
             started: AtomicBool::new(true),
         }
     }
 
     /// The key from the Secret `secret_name` through `kube` (`None`: no API access), once
-    /// [`KeySource::load_in_background`] has had it.
-    pub fn from_secret(kube: Option<Arc<KubeClient>>, secret_name: String) -> Self {
+    /// [`KeySource::load_in_background`] has had it; the Secret is created when missing
+    /// only if `create`.
+    pub fn from_secret(kube: Option<Arc<KubeClient>>, secret_name: String, create: bool) -> Self {
         KeySource {
             key: RwLock::new(VersionKey::none()),
             kube,
             secret_name,
+            create,
             said_missing: AtomicBool::new(false),
             started: AtomicBool::new(false),
         }
@@ -161,6 +167,15 @@ impl KeySource {
         if let Some(key) = kube.get_secret_key(&self.secret_name, DATA_KEY).await? {
             return self.checked(key);
         }
+        if !self.create {
+            return Err(KubeError::BadAnswer {
+                action: format!("get Secret {}", self.secret_name),
+                detail: format!(
+                    "there is no such Secret in namespace {}, and this command does not create it (a provider does when it starts): object versions stay empty",
+                    kube.namespace
+                ),
+            });
+        }
         let mut fresh = vec![0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut fresh[..]);
         if kube
@@ -203,7 +218,7 @@ mod tests {
 
     #[test]
     fn short_keys_from_the_secret_are_refused() {
-        let source = KeySource::from_secret(None, "k".into());
+        let source = KeySource::from_secret(None, "k".into(), true);
         for n in [0, 1, 16, 31] {
             let e = source.checked(vec![7; n]).unwrap_err().to_string();
             assert!(e.contains("at least 32"), "{e}");

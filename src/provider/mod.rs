@@ -105,7 +105,11 @@ impl Provider {
                 tracing::info!(file = %path.display(), "object versions keyed from file");
                 KeySource::fixed(crate::provider::keys::from_file(path)?)
             }
-            None => KeySource::from_secret(kube.clone(), settings.hmac_secret_name.clone()),
+            None => KeySource::from_secret(
+                kube.clone(),
+                settings.hmac_secret_name.clone(),
+                settings.create_version_key,
+            ),
         };
         Ok(Provider::new(ProviderParts {
             vault: settings.vault.clone(),

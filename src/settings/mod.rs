@@ -40,6 +40,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_stream: LogStream,
     pub hmac_secret_name: String,
+    /// Whether a missing key Secret is created: the server's default; `mount` turns it off.
+    pub create_version_key: bool,
     pub hmac_key_file: Option<PathBuf>,
     pub cache_size: i64,
     pub vault: VaultSettings,
@@ -325,6 +327,7 @@ impl Settings {
             log_format,
             log_stream,
             hmac_secret_name: value("hmac-secret-name"),
+            create_version_key: true,
             hmac_key_file: nonempty(flags, "hmac-key-file").map(PathBuf::from),
             cache_size,
             vault,

@@ -142,7 +142,11 @@ pub fn main(args: &[String]) -> i32 {
         return 2;
     };
     let settings = match Settings::from_flags(&parsed, &settings::process_env) {
-        Ok(s) => s,
+        // Run from a laptop against someone's cluster: read the version key, never create it.
+        Ok(s) => Settings {
+            create_version_key: false,
+            ..s
+        },
         Err(e) => {
             eprintln!("{e}");
             return 2;
