@@ -68,6 +68,25 @@ pub fn run_provider<A: AsRef<OsStr>>(args: impl IntoIterator<Item = A>) -> Outpu
         .expect("cannot run the provider binary")
 }
 
+/// Where to reach the health listener the last `-health-addr` of `args` asks for:
+/// `:PORT` on loopback; `None` when it is disabled or on a port the system picks.
+fn health_addr(args: &[String]) -> Option<String> {
+    let value = args
+        .iter()
+        .rev()
+        .find_map(|a| a.trim_start_matches('-').strip_prefix("health-addr="))?;
+    let (host, port) = value.rsplit_once(':')?;
+    if port.parse::<u16>().ok()? == 0 {
+        return None;
+    }
+    let host = if host.is_empty() || host == "0.0.0.0" || host == "[::]" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    Some(format!("{host}:{port}"))
+}
+
 /// The sockets an argument list's `-endpoint` names (`-endpoint=`, `--endpoint=`; a
 /// comma-separated list), in order.
 pub fn endpoints(args: &[String]) -> Vec<PathBuf> {
@@ -218,6 +237,19 @@ impl ProviderProcess {
         };
         for s in endpoints(&args) {
             p.wait_for(&s).await;
+        }
+        // The health listener is bound just after the sockets: a test that talks to it
+        // first (the last -health-addr given wins) waits for it too.
+        if let Some(addr) = health_addr(&args) {
+            let start = Instant::now();
+            while tokio::net::TcpStream::connect(&addr).await.is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the health listener on {addr} did not start: {}",
+                    p.log_text()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         p
     }
