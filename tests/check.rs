@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,21 +21,11 @@ fn text(out: &Output) -> (String, String) {
 
 /// `check` with `stdin` on standard input.
 fn check_stdin(args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
     let no_vars: [(&str, &str); 0] = [];
-    let mut child = provider_command(["check"].iter().chain(args), Path::new(NO_HOME), no_vars)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        &mut provider_command(["check"].iter().chain(args), Path::new(NO_HOME), no_vars),
+        stdin.as_bytes(),
+    )
 }
 
 const GOOD: &str = r#"apiVersion: secrets-store.csi.x-k8s.io/v1

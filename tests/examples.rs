@@ -29,21 +29,7 @@ fn percent_decode(s: &str) -> String {
 
 /// Runs openssl with `input` on stdin; returns stdout.
 fn openssl(args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl is needed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(Command::new("openssl").args(args), input.as_bytes());
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",

@@ -13,10 +13,10 @@
 
 mod common;
 
+use common::output_with_stdin;
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use vault_csi_provider::{
     Flavour, GoSecret, GoValue, go_object_version, go_secrets, own_object_version,
 };
@@ -409,20 +409,15 @@ fn python_versions(
         "name": name, "key": hex::encode(key), "content": hex::encode(content), "secret": secret,
     })).collect::<Vec<_>>()});
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/go_version.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (it is needed for this test)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "go_version.py failed");
+    let out = output_with_stdin(
+        Command::new(python()).arg(script),
+        input.to_string().as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "go_version.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["results"]
         .as_array()

@@ -377,20 +377,11 @@ fn chart_rendering(chart: &Chart) -> String {
 
 /// The chart's rendering through `deploy/helm/post-renderer`, as Helm runs it.
 fn post_render(chart: &Chart) -> Vec<Value> {
-    use std::io::Write;
-    let mut child = Command::new(repo().join("deploy/helm/post-renderer"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("cannot run deploy/helm/post-renderer (needs sh and kubectl)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(chart_rendering(chart).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    // Needs sh and kubectl.
+    let out = output_with_stdin(
+        &mut Command::new(repo().join("deploy/helm/post-renderer")),
+        chart_rendering(chart).as_bytes(),
+    );
     assert!(
         out.status.success(),
         "post-renderer: {}",

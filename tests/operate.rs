@@ -40,22 +40,12 @@ fn parse(text: &str, format: &str) -> Vec<Sample> {
         python.exists(),
         "Python venv missing: run scripts/setup.sh (installs prometheus-client)"
     );
-    let mut child = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/metrics.py"))
-        .arg(format)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/metrics.py"))
+            .arg(format),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "{format} does not parse: {}\n{text}",

@@ -41,3 +41,26 @@ pub use openbao::*;
 pub use provider::*;
 
 pub const ROOT_TOKEN: &str = "test-root-token";
+
+/// Runs `cmd` with `input` on its standard input and collects what it printed. The input is
+/// written from a thread of its own, so a child that answers before reading all of it (or
+/// prints more than a pipe holds) cannot stall the test.
+pub fn output_with_stdin(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // A child that exits without reading everything closes the pipe: not the test's error.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
