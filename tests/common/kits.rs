@@ -137,11 +137,7 @@ pub fn validate_strictly(files: &[(String, PathBuf, Vec<Value>)]) {
             .args(files.iter().map(|(_, f, _)| f))
             .output()
             .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let report = printed(&out);
         assert!(
             out.status.success(),
             "strict validation against Kubernetes {version} failed:\n{report}"
@@ -190,12 +186,16 @@ pub fn crd_validate(version: &str, files: &[&Path]) -> (bool, String) {
         .args(files)
         .output()
         .unwrap();
-    let report = format!(
+    (out.status.success(), printed(&out))
+}
+
+/// What a validator printed, standard output then standard error.
+fn printed(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), report)
+    )
 }
 
 /// Validates every custom resource of `files` (a name for messages, the file, its objects)
